@@ -1,0 +1,118 @@
+//! The workspace's layering rule, checked against `cargo metadata`.
+//!
+//! `vsphere-client` depends on no workspace crate; `vsphere-sim` only on `vsphere-client`;
+//! `volume-core` and `vmenv-core` only on `vsphere-client`, and only as an optional dependency
+//! (behind their `vsphere` feature); `pipeline-core` on none; `examples` and the FFI crate on
+//! anything; `xtask` on none.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+/// What each workspace crate may depend on: (crate, allowed workspace deps, must be optional).
+const RULES: &[(&str, &[&str], bool)] = &[
+    ("vsphere-client", &[], false),
+    ("vsphere-sim", &["vsphere-client"], false),
+    ("volume-core", &["vsphere-client"], true),
+    ("vmenv-core", &["vsphere-client"], true),
+    ("pipeline-core", &[], false),
+    ("xtask", &[], false),
+];
+
+/// Runs `cargo metadata` and checks the rules, returning every violation in one message.
+pub(crate) fn check_workspace() -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let out = Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .output()
+        .map_err(|e| format!("cannot run cargo metadata: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let meta: Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("bad cargo metadata: {e}"))?;
+    check(&meta)
+}
+
+/// Checks the rules against parsed `cargo metadata --no-deps` output.
+fn check(meta: &Value) -> Result<(), String> {
+    let packages = meta["packages"]
+        .as_array()
+        .ok_or("metadata has no packages")?;
+    let names: Vec<&str> = packages.iter().filter_map(|p| p["name"].as_str()).collect();
+    let mut violations = Vec::new();
+    for p in packages {
+        let name = p["name"].as_str().unwrap_or_default();
+        let Some((_, allowed, optional)) = RULES.iter().find(|(n, _, _)| *n == name) else {
+            continue;
+        };
+        for d in p["dependencies"].as_array().into_iter().flatten() {
+            let dep = d["name"].as_str().unwrap_or_default();
+            if !names.contains(&dep) {
+                continue;
+            }
+            if !allowed.contains(&dep) {
+                violations.push(format!("{name} must not depend on {dep}"));
+            } else if *optional && d["kind"].is_null() && d["optional"] != Value::Bool(true) {
+                violations.push(format!("{name} may depend on {dep} only behind a feature"));
+            }
+        }
+    }
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "layering violations:\n  {}",
+            violations.join("\n  ")
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::check;
+
+    #[test]
+    fn the_workspace_itself_is_layered() {
+        super::check_workspace().unwrap();
+    }
+
+    #[test]
+    fn an_upward_dependency_is_reported() {
+        let meta = json!({"packages": [
+            {"name": "vsphere-client", "dependencies": [{"name": "volume-core", "kind": null}]},
+            {"name": "volume-core", "dependencies": []}
+        ]});
+        let err = check(&meta).unwrap_err();
+        assert!(
+            err.contains("vsphere-client must not depend on volume-core"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_non_optional_vsphere_dependency_is_reported() {
+        let meta = json!({"packages": [
+            {"name": "vsphere-client", "dependencies": []},
+            {"name": "volume-core", "dependencies": [
+                {"name": "vsphere-client", "kind": null, "optional": false}]}
+        ]});
+        let err = check(&meta).unwrap_err();
+        assert!(err.contains("only behind a feature"), "{err}");
+    }
+
+    #[test]
+    fn dev_dependencies_may_be_non_optional() {
+        let meta = json!({"packages": [
+            {"name": "vsphere-client", "dependencies": []},
+            {"name": "volume-core", "dependencies": [
+                {"name": "vsphere-client", "kind": "dev", "optional": false}]}
+        ]});
+        assert!(check(&meta).is_ok());
+    }
+}
