@@ -61,6 +61,7 @@ step "rustdoc (warnings are errors)"
 RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --all-features --no-deps
 
 step "freshness and layering checks"
+cargo xtask codegen --check
 cargo xtask layering
 
 step "all checks passed"

@@ -1,9 +1,11 @@
 //! The crate's error type.
 
+use crate::codec::{DecodeError, SoapFault};
+
 /// Everything that can go wrong in `vsphere-client`.
 ///
-/// The enum is `#[non_exhaustive]`: later releases add variants (transport, SOAP faults, decode
-/// errors) without breaking callers that match on it.
+/// The enum is `#[non_exhaustive]`: later releases add variants without breaking callers that
+/// match on it. No variant carries a secret: URLs, bodies and passwords never appear here.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -13,6 +15,50 @@ pub enum Error {
         /// What was asked for.
         feature: &'static str,
     },
+    /// The server answered a call with a SOAP fault; `fault.detail` is the typed vSphere fault.
+    #[error("{method} failed: {fault}")]
+    Fault {
+        /// The method that was called.
+        method: &'static str,
+        /// The fault, with its typed detail.
+        fault: Box<SoapFault>,
+    },
+    /// The response to a call could not be decoded (malformed, truncated, or not SOAP).
+    #[error("cannot decode the response to {method}")]
+    Decode {
+        /// The method that was called.
+        method: &'static str,
+        /// What was wrong with the response.
+        #[source]
+        source: DecodeError,
+    },
+    /// A call that must return a value returned none.
+    #[error("{method} returned no result")]
+    MissingResult {
+        /// The method that was called.
+        method: &'static str,
+    },
+    /// A value (a task result, a property) was not of the type its declaration promises.
+    #[error("unexpected value of type {found:?}")]
+    UnexpectedResult {
+        /// The type the server sent.
+        found: String,
+    },
+}
+
+impl Error {
+    /// The SOAP fault, if the server answered with one.
+    pub fn fault(&self) -> Option<&SoapFault> {
+        match self {
+            Self::Fault { fault, .. } => Some(fault),
+            _ => None,
+        }
+    }
+
+    /// Whether the server sent a fault of type `name` (`"InvalidLogin"`, `"NotAuthenticated"`).
+    pub fn is_fault(&self, name: &str) -> bool {
+        self.fault().is_some_and(|f| f.fault_type() == name)
+    }
 }
 
 #[cfg(test)]

@@ -3,11 +3,13 @@
 //! Tasks live here rather than in `build.rs` so that generated code is committed, reviewed and
 //! checked for freshness, and so that building the SDK never runs a generator.
 //!
+//! - `cargo xtask codegen [--check] [--export]`: generates `vsphere-client/src/generated/` from
+//!   the normalized vSphere schema (see [`codegen`]); `--check` fails on drift.
 //! - `cargo xtask layering`: checks that no workspace crate depends upward (see the README).
 //!
-//! Code generation (`codegen [--check]`) and the C header (`ffi-header [--check]`) join this list
-//! with their issues. xtask depends on no SDK crate, and no SDK crate depends on it.
+//! xtask depends on no SDK crate, and no SDK crate depends on it.
 
+mod codegen;
 mod layering;
 
 use std::process::ExitCode;
@@ -15,6 +17,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
+        Some("codegen") => codegen::run(&args[1..]),
         Some("layering") => layering::check_workspace(),
         Some(other) => Err(format!("unknown task `{other}`\n\n{USAGE}")),
         None => Err(USAGE.to_owned()),
@@ -28,4 +31,8 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask <task>\n\ntasks:\n  layering   check that no workspace crate depends upward";
+const USAGE: &str = "usage: cargo xtask <task>
+
+tasks:
+  codegen [--check] [--export]   generate vsphere-client/src/generated/ from the schema
+  layering                       check that no workspace crate depends upward";
