@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Generates SOAP response payloads from govmomi's simulator: starts the vcsim peer with N VMs,
+# dumps with rpex
+#   (a) vms-N-all.xml             RetrievePropertiesEx of all properties of all VMs
+#   (b) vms-N-name-powerstate.xml RetrievePropertiesEx of name,runtime.powerState of all VMs
+# into the output directory (raw response envelopes, byte for byte as received), then stops it.
+#
+# Usage: peers/gen-payloads.sh [--vms N] [--out DIR]     (defaults: 1000 VMs, target/payloads)
+# The small committed fixtures were made with:
+#   peers/gen-payloads.sh --vms 4 --out vsphere-client/tests/fixtures/govmomi
+#
+# The inventory is vcsim's default VPX topology (1 datacenter, 1 standalone host, 1 cluster of
+# 3 hosts, 1 datastore, 1 DVS portgroup) with N/2 VMs in each of its two resource pools, so N
+# must be even.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+vms=1000
+out="$root/target/payloads"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --vms) vms=${2:?--vms needs a number}; shift 2 ;;
+    --out) out=${2:?--out needs a directory}; shift 2 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) echo "gen-payloads.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+case "$vms" in ''|*[!0-9]*) echo "gen-payloads.sh: --vms must be a number, got '$vms'" >&2; exit 2 ;; esac
+
+mapfile -t bins < <(peers/build.sh)
+vcsim=${bins[0]} rpex=${bins[1]}
+mkdir -p "$out"
+
+tmp=$(mktemp -d)
+pid=""
+cleanup() {
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid"; wait "$pid" || true; fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+"$vcsim" -vms "$vms" >"$tmp/stdout" 2>"$tmp/stderr" &
+pid=$!
+url=""
+for _ in $(seq 1 1200); do   # up to 120 s for a large model
+  url=$(head -n1 "$tmp/stdout" 2>/dev/null || true)
+  [ -n "$url" ] && break
+  kill -0 "$pid" 2>/dev/null || { echo "gen-payloads.sh: vcsim exited:" >&2; cat "$tmp/stderr" >&2; exit 1; }
+  sleep 0.1
+done
+[ -n "$url" ] || { echo "gen-payloads.sh: vcsim printed no URL within 120 s" >&2; exit 1; }
+
+"$rpex" dump -url "$url" -props all -out "$out/vms-$vms-all.xml"
+"$rpex" dump -url "$url" -props name,runtime.powerState -out "$out/vms-$vms-name-powerstate.xml"
