@@ -15,9 +15,10 @@
 //	    Lists all VMs with n properties through ContainerView.Retrieve into []mo.VirtualMachine
 //	    (the idiomatic govmomi listing) and prints wall time and client CPU time (getrusage
 //	    user+sys of this process only) in total and per object.
-//	rpex bench-rpex -url U [-repeat N]
+//	rpex bench-rpex -url U [-repeat N] [-modes raw,decode]
 //	    RetrievePropertiesEx of name, runtime.powerState, config.hardware.device and summary
-//	    over all VMs through a ContainerView, N times; prints objects/s and MB/s of the best run.
+//	    over all VMs through a ContainerView, N times; prints objects/s and MB/s of the best run,
+//	    once reading the response raw (server encode + HTTP) and once decoding it with govmomi.
 //
 // Every subcommand prints one human-readable line per result and, with -json, a JSON object
 // per result instead, so that scripts and tests can read the figures.
@@ -59,7 +60,7 @@ const usage = `usage:
   rpex dump -url U -props a,b,c|all -out FILE
   rpex decode [-repeat N] [-json] FILE...
   rpex list -url U [-n-props 5] [-repeat N] [-json]
-  rpex bench-rpex -url U [-repeat N] [-json]`
+  rpex bench-rpex -url U [-repeat N] [-modes raw,decode] [-json]`
 
 // listProps are the properties `list` reads, in order; -n-props takes a prefix.
 var listProps = []string{
@@ -253,6 +254,39 @@ func retrieveAll(ctx context.Context, c *govmomi.Client, req *types.RetrieveProp
 		token = cres.Returnval.Token
 	}
 	return objects, pages, nil
+}
+
+// retrieveRaw posts the same RetrievePropertiesEx request through the logged-in HTTP client (its
+// cookie jar carries the session) and reads the response without decoding it, so that the time
+// is the server's (encode + HTTP) rather than the client decoder's. It returns the body size and
+// the number of <objects> elements; a paged or fault response is an error.
+func retrieveRaw(ctx context.Context, c *govmomi.Client, req *types.RetrievePropertiesEx) (size int64, objects int, err error) {
+	b, err := xml.Marshal(soap.Envelope{Body: &methods.RetrievePropertiesExBody{Req: req}})
+	if err != nil {
+		return 0, 0, err
+	}
+	hreq, err := http.NewRequest("POST", c.Client.URL().String(), io.MultiReader(strings.NewReader(xml.Header), bytes.NewReader(b)))
+	if err != nil {
+		return 0, 0, err
+	}
+	hreq.Header.Set("Content-Type", `text/xml; charset="utf-8"`)
+	hreq.Header.Set("SOAPAction", c.Client.Namespace+"/"+c.Client.Version)
+	res, err := c.Client.Client.Client.Do(hreq.WithContext(ctx))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer res.Body.Close()
+	body, err := ioutil.ReadAll(res.Body)
+	if err != nil {
+		return 0, 0, err
+	}
+	if res.StatusCode != http.StatusOK {
+		return 0, 0, fmt.Errorf("RetrievePropertiesEx (raw): HTTP %s: %.200s", res.Status, body)
+	}
+	if bytes.Contains(body, []byte("<token>")) {
+		return 0, 0, errors.New("RetrievePropertiesEx (raw): the server paged the result; raw mode reads single pages only")
+	}
+	return int64(len(body)), bytes.Count(body, []byte("<objects>")), nil
 }
 
 func parseProps(s string) ([]string, error) {
@@ -526,6 +560,7 @@ func cmdList(args []string) error {
 // ---------------------------------------------------------------------------------------------
 
 type benchResult struct {
+	Mode      string   `json:"mode"`
 	Objects   int      `json:"objects"`
 	Pages     int      `json:"pages"`
 	Props     []string `json:"props"`
@@ -537,16 +572,29 @@ type benchResult struct {
 	MBps      float64  `json:"mb_per_s"`
 }
 
+// benchModes: "decode" is the govmomi client end to end (request, server, HTTP, govmomi decode
+// into types.RetrieveResult); "raw" reads the same response without decoding it (server encode
+// plus HTTP, the simulator's throughput as a fast client would see it).
+var benchModes = map[string]bool{"decode": true, "raw": true}
+
 func cmdBenchRpex(args []string) error {
 	fs := flag.NewFlagSet("bench-rpex", flag.ContinueOnError)
 	rawURL := fs.String("url", "", "SDK URL with credentials")
-	repeat := fs.Int("repeat", 3, "run the request this many times; best and median are reported")
-	asJSON := fs.Bool("json", false, "print a JSON object")
+	repeat := fs.Int("repeat", 3, "run the request this many times per mode; best and median are reported")
+	modes := fs.String("modes", "raw,decode", "comma-separated: raw (server + HTTP only), decode (plus govmomi decoding)")
+	asJSON := fs.Bool("json", false, "print one JSON object per mode")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *repeat < 1 {
 		return fmt.Errorf("-repeat must be at least 1 (got %d)", *repeat)
+	}
+	var modeList []string
+	for _, m := range strings.Split(*modes, ",") {
+		if !benchModes[m] {
+			return fmt.Errorf("-modes: unknown mode %q (want raw, decode)", m)
+		}
+		modeList = append(modeList, m)
 	}
 	ctx := context.Background()
 	c, rec, err := connect(ctx, *rawURL)
@@ -561,32 +609,40 @@ func cmdBenchRpex(args []string) error {
 	defer func() { _ = v.Destroy(ctx) }()
 	req := rpexRequest(c, v, benchProps)
 
-	var times []time.Duration
-	r := benchResult{Props: benchProps, Repeat: *repeat}
-	for i := 0; i < *repeat; i++ {
-		_, _ = rec.take()
-		start := time.Now()
-		n, pages, err := retrieveAll(ctx, c, req)
-		d := time.Since(start)
-		if err != nil {
-			return err
+	for _, mode := range modeList {
+		var times []time.Duration
+		r := benchResult{Mode: mode, Props: benchProps, Repeat: *repeat}
+		for i := 0; i < *repeat; i++ {
+			_, _ = rec.take()
+			start := time.Now()
+			var n, pages int
+			if mode == "raw" {
+				_, n, err = retrieveRaw(ctx, c, req)
+				pages = 1
+			} else {
+				n, pages, err = retrieveAll(ctx, c, req)
+			}
+			d := time.Since(start)
+			if err != nil {
+				return err
+			}
+			_, b := rec.take()
+			times = append(times, d)
+			r.Objects, r.Pages, r.Bytes = n, pages, b
 		}
-		_, b := rec.take()
-		times = append(times, d)
-		r.Objects, r.Pages, r.Bytes = n, pages, b
-	}
-	if r.Objects == 0 {
-		return errors.New("the inventory has no VMs")
-	}
-	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
-	r.BestS, r.MedianS = times[0].Seconds(), times[len(times)/2].Seconds()
-	r.ObjPerSec = float64(r.Objects) / r.BestS
-	r.MBps = float64(r.Bytes) / 1e6 / r.BestS
-	if *asJSON {
-		printJSON(r)
-	} else {
-		fmt.Printf("RetrievePropertiesEx %d VMs x {%s} (%d page(s), %d bytes): best of %d %.3f s (median %.3f s), %.0f objects/s, %.1f MB/s\n",
-			r.Objects, strings.Join(benchProps, ","), r.Pages, r.Bytes, r.Repeat, r.BestS, r.MedianS, r.ObjPerSec, r.MBps)
+		if r.Objects == 0 {
+			return errors.New("the inventory has no VMs")
+		}
+		sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+		r.BestS, r.MedianS = times[0].Seconds(), times[len(times)/2].Seconds()
+		r.ObjPerSec = float64(r.Objects) / r.BestS
+		r.MBps = float64(r.Bytes) / 1e6 / r.BestS
+		if *asJSON {
+			printJSON(r)
+		} else {
+			fmt.Printf("[%s] RetrievePropertiesEx %d VMs x {%s} (%d page(s), %d bytes): best of %d %.3f s (median %.3f s), %.0f objects/s, %.1f MB/s\n",
+				r.Mode, r.Objects, strings.Join(benchProps, ","), r.Pages, r.Bytes, r.Repeat, r.BestS, r.MedianS, r.ObjPerSec, r.MBps)
+		}
 	}
 	return nil
 }

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -114,14 +115,15 @@ func parseFlags(args []string) (config, error) {
 	return c, nil
 }
 
-func rssKiB() int64 {
+// procStatusKiB reads a "Key: N kB" field (VmRSS, VmHWM) of /proc/self/status; -1 if unknown.
+func procStatusKiB(key string) int64 {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return -1
 	}
 	var v int64
 	for _, line := range strings.Split(string(b), "\n") {
-		if n, _ := fmt.Sscanf(line, "VmRSS: %d kB", &v); n == 1 {
+		if n, _ := fmt.Sscanf(line, key+": %d kB", &v); n == 1 {
 			return v
 		}
 	}
@@ -176,11 +178,14 @@ func main() {
 
 	if c.stats {
 		count := m.Count()
-		runtime.GC()
+		// Settle memory first: collect garbage and return freed pages to the OS, so that RSS
+		// measures what the model holds rather than garbage left over from creating it.
+		debug.FreeOSMemory()
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
-		fmt.Fprintf(os.Stderr, "vcsim: created in %.3fs: %d VMs, %d hosts, %d entities; heap in use %d KiB; RSS %d KiB\n",
-			created.Seconds(), count.Machine, count.Host, countTotal(count), ms.HeapInuse/1024, rssKiB())
+		fmt.Fprintf(os.Stderr, "vcsim: created in %.3fs: %d VMs, %d hosts, %d entities; heap in use %d KiB; RSS %d KiB (peak %d KiB)\n",
+			created.Seconds(), count.Machine, count.Host, countTotal(count), ms.HeapInuse/1024,
+			procStatusKiB("VmRSS"), procStatusKiB("VmHWM"))
 	}
 
 	sig := make(chan os.Signal, 1)
