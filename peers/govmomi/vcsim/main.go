@@ -3,7 +3,8 @@
 //
 // It creates the inventory, starts the SOAP/REST server, prints the SDK URL
 // (http://user:pass@127.0.0.1:PORT/sdk) as the first line of stdout, then serves until
-// SIGTERM or SIGINT, and then cleans up (Model.Remove deletes the datastore temp dirs).
+// SIGTERM or SIGINT (or, with -exit-on-stdin-eof, until stdin closes), and then cleans up
+// (Model.Remove deletes the datastore temp dirs).
 //
 // Build (GOPATH mode, see peers/build.sh):
 //
@@ -15,6 +16,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"io/ioutil"
 	"log"
 	"net"
 	"net/url"
@@ -53,6 +56,7 @@ type config struct {
 	folders         int
 	autostart       bool
 	stats           bool
+	stdinEOF        bool
 }
 
 func parseFlags(args []string) (config, error) {
@@ -74,6 +78,7 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.folders, "folders", 0, "datacenters placed inside folders (Model.Folder)")
 	fs.BoolVar(&c.autostart, "autostart", true, "power on the created VMs (Model.Autostart)")
 	fs.BoolVar(&c.stats, "stats", false, "print model creation time, object count and Go heap/RSS figures to stderr")
+	fs.BoolVar(&c.stdinEOF, "exit-on-stdin-eof", false, "also shut down (cleanly) when stdin reaches EOF, e.g. when the parent test process dies")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -154,12 +159,38 @@ func main() {
 	m.Folder = c.folders
 	m.Autostart = c.autostart
 
+	// Stop requests that arrive while the (possibly long) model creation runs are honoured
+	// right after it, so the datastore temp dirs are still removed.
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	if c.stdinEOF {
+		go func() {
+			_, _ = io.Copy(ioutil.Discard, os.Stdin)
+			stop <- syscall.SIGTERM
+		}()
+	}
+
+	// Fail fast on an address that cannot be bound, before spending seconds on the model.
+	if ln, err := net.Listen("tcp", c.listen); err != nil {
+		log.Printf("-listen %s: %v", c.listen, err)
+		os.Exit(1)
+	} else {
+		_ = ln.Close()
+	}
+
 	start := time.Now()
 	if err := m.Create(); err != nil {
 		m.Remove()
 		log.Fatalf("creating the model: %v", err)
 	}
 	created := time.Since(start)
+	select {
+	case <-stop:
+		m.Remove()
+		log.Print("stopped before serving")
+		return
+	default:
+	}
 
 	listen := &url.URL{Host: c.listen}
 	if c.user != "" {
@@ -171,7 +202,11 @@ func main() {
 	}
 	m.Service.RegisterEndpoints = true
 
-	s := m.Service.NewServer()
+	s, err := newServer(m.Service)
+	if err != nil {
+		m.Remove()
+		log.Fatal(err)
+	}
 	// The first stdout line is the contract with the tools and tests that start this peer.
 	fmt.Println(s.URL.String())
 	_ = os.Stdout.Sync()
@@ -188,12 +223,20 @@ func main() {
 			procStatusKiB("VmRSS"), procStatusKiB("VmHWM"))
 	}
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	<-sig
+	<-stop
 
 	s.Close()
 	m.Remove()
+}
+
+// newServer calls Service.NewServer, which panics when it cannot listen, and returns that as an error.
+func newServer(svc *simulator.Service) (s *simulator.Server, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("starting the server on %s: %v", svc.Listen.Host, r)
+		}
+	}()
+	return svc.NewServer(), nil
 }
 
 // countTotal sums the entity kinds Model.Count reports.
