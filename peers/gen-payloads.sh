@@ -5,9 +5,12 @@
 #   (b) vms-N-name-powerstate.xml RetrievePropertiesEx of name,runtime.powerState of all VMs
 # into the output directory (raw response envelopes, byte for byte as received), then stops it.
 #
-# Usage: peers/gen-payloads.sh [--vms N] [--out DIR]     (defaults: 1000 VMs, target/payloads)
+# With --describe, also writes FILE.govmomi.json beside each envelope: what govmomi decoded
+# (`rpex decode -describe`), an oracle for decoder tests.
+#
+# Usage: peers/gen-payloads.sh [--vms N] [--out DIR] [--describe]   (defaults: 1000 VMs, target/payloads)
 # The small committed fixtures were made with:
-#   peers/gen-payloads.sh --vms 4 --out vsphere-client/tests/fixtures/govmomi
+#   peers/gen-payloads.sh --vms 4 --out vsphere-client/tests/fixtures/govmomi --describe
 #
 # The inventory is vcsim's default VPX topology (1 datacenter, 1 standalone host, 1 cluster of
 # 3 hosts, 1 datastore, 1 DVS portgroup) with N/2 VMs in each of its two resource pools, so N
@@ -17,11 +20,13 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 vms=1000
 out="$root/target/payloads"
+describe=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --vms) vms=${2:?--vms needs a number}; shift 2 ;;
     --out) out=${2:?--out needs a directory}; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --describe) describe=1; shift ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "gen-payloads.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -52,3 +57,10 @@ done
 
 "$rpex" dump -url "$url" -props all -out "$out/vms-$vms-all.xml"
 "$rpex" dump -url "$url" -props name,runtime.powerState -out "$out/vms-$vms-name-powerstate.xml"
+
+if [ "$describe" = 1 ]; then
+  for f in "$out/vms-$vms-all.xml" "$out/vms-$vms-name-powerstate.xml"; do
+    "$rpex" decode -describe "$f" >"${f%.xml}.govmomi.json"
+    echo "${f%.xml}.govmomi.json"
+  done
+fi

@@ -10,7 +10,9 @@
 //	rpex decode [-repeat N] FILE...
 //	    Decodes each saved envelope N times with govmomi's own decoder (vim25/xml with
 //	    types.TypeFunc, the path soap.Client.RoundTrip uses) and prints bytes, best time,
-//	    MB/s and object count per file.
+//	    MB/s and object count per file. With -describe it prints instead what was decoded (per
+//	    object and property: the Go/vim type govmomi chose and scalar values), an oracle for
+//	    decoder tests.
 //	rpex list -url U [-n-props 5] [-repeat N]
 //	    Lists all VMs with n properties through ContainerView.Retrieve into []mo.VirtualMachine
 //	    (the idiomatic govmomi listing) and prints wall time and client CPU time (getrusage
@@ -41,6 +43,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -58,7 +61,7 @@ import (
 
 const usage = `usage:
   rpex dump -url U -props a,b,c|all -out FILE
-  rpex decode [-repeat N] [-json] FILE...
+  rpex decode [-repeat N] [-json] [-describe] FILE...
   rpex list -url U [-n-props 5] [-repeat N] [-json]
   rpex bench-rpex -url U [-repeat N] [-modes raw,decode] [-json]`
 
@@ -378,40 +381,124 @@ type decodeResult struct {
 }
 
 // decodeEnvelope decodes one RetrieveProperties(Ex) response envelope the way
-// soap.Client.RoundTrip does and returns the number of ObjectContents.
-func decodeEnvelope(b []byte, ex bool) (int, error) {
+// soap.Client.RoundTrip does and returns its ObjectContents (of the first page).
+func decodeEnvelope(b []byte, ex bool) ([]types.ObjectContent, error) {
 	dec := xml.NewDecoder(bytes.NewReader(b))
 	dec.TypeFunc = types.TypeFunc()
 	if ex {
 		var body methods.RetrievePropertiesExBody
 		if err := dec.Decode(&soap.Envelope{Body: &body}); err != nil {
-			return 0, err
+			return nil, err
 		}
 		if f := body.Fault(); f != nil {
-			return 0, soap.WrapSoapFault(f)
+			return nil, soap.WrapSoapFault(f)
 		}
 		if body.Res == nil || body.Res.Returnval == nil {
-			return 0, nil
+			return nil, nil
 		}
-		return len(body.Res.Returnval.Objects), nil
+		return body.Res.Returnval.Objects, nil
 	}
 	var body methods.RetrievePropertiesBody
 	if err := dec.Decode(&soap.Envelope{Body: &body}); err != nil {
-		return 0, err
+		return nil, err
 	}
 	if f := body.Fault(); f != nil {
-		return 0, soap.WrapSoapFault(f)
+		return nil, soap.WrapSoapFault(f)
 	}
 	if body.Res == nil {
-		return 0, nil
+		return nil, nil
 	}
-	return len(body.Res.Returnval), nil
+	return body.Res.Returnval, nil
+}
+
+// propDescription is what `decode -describe` reports for one decoded property: the Go type
+// govmomi chose for the `val` (its vim type name for data objects and enums), the scalar value
+// for primitives, enums and MoRefs, and for ArrayOfX the element count and element types.
+type propDescription struct {
+	Name      string      `json:"name"`
+	GoType    string      `json:"go_type"`
+	Value     interface{} `json:"value,omitempty"`
+	Len       *int        `json:"len,omitempty"`
+	ItemTypes []string    `json:"item_types,omitempty"`
+}
+
+type objectDescription struct {
+	Obj     types.ManagedObjectReference `json:"obj"`
+	Props   []propDescription            `json:"props"`
+	Missing []string                     `json:"missing,omitempty"`
+}
+
+func typeName(t reflect.Type) string {
+	return strings.TrimPrefix(t.String(), "types.")
+}
+
+func describeValue(name string, val interface{}) propDescription {
+	d := propDescription{Name: name}
+	if val == nil {
+		d.GoType = "nil"
+		return d
+	}
+	v := reflect.ValueOf(val)
+	d.GoType = typeName(v.Type())
+	switch x := val.(type) {
+	case types.ManagedObjectReference:
+		d.Value = x
+		return d
+	case time.Time:
+		d.Value = x.UTC().Format(time.RFC3339Nano)
+		return d
+	}
+	switch v.Kind() {
+	case reflect.String, reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint8, reflect.Float32, reflect.Float64:
+		d.Value = val
+	case reflect.Struct:
+		if strings.HasPrefix(v.Type().Name(), "ArrayOf") && v.NumField() == 1 && v.Field(0).Kind() == reflect.Slice {
+			items := v.Field(0)
+			n := items.Len()
+			d.Len = &n
+			seen := map[string]bool{}
+			for i := 0; i < n; i++ {
+				it := items.Index(i)
+				if it.Kind() == reflect.Interface && !it.IsNil() {
+					it = it.Elem()
+				}
+				tn := typeName(it.Type())
+				if !seen[tn] {
+					seen[tn] = true
+					d.ItemTypes = append(d.ItemTypes, tn)
+				}
+			}
+			et := items.Type().Elem()
+			scalar := et.Kind() != reflect.Interface && et.Kind() != reflect.Struct && et.Kind() != reflect.Ptr
+			if n > 0 && (scalar || et == reflect.TypeOf(types.ManagedObjectReference{})) {
+				d.Value = items.Interface()
+			}
+		}
+	}
+	return d
+}
+
+func describe(objs []types.ObjectContent) []objectDescription {
+	out := make([]objectDescription, 0, len(objs))
+	for _, oc := range objs {
+		od := objectDescription{Obj: oc.Obj}
+		for _, p := range oc.PropSet {
+			od.Props = append(od.Props, describeValue(p.Name, p.Val))
+		}
+		for _, m := range oc.MissingSet {
+			od.Missing = append(od.Missing, m.Path)
+		}
+		out = append(out, od)
+	}
+	return out
 }
 
 func cmdDecode(args []string) error {
 	fs := flag.NewFlagSet("decode", flag.ContinueOnError)
 	repeat := fs.Int("repeat", 5, "decode each file this many times; the best time counts")
 	asJSON := fs.Bool("json", false, "print one JSON object per file")
+	describeFlag := fs.Bool("describe", false, "instead of timing, print (indented JSON) what govmomi decoded: per object, each property's Go/vim type and scalar value")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -430,16 +517,31 @@ func cmdDecode(args []string) error {
 		if !ex && !bytes.Contains(b, []byte("RetrievePropertiesResponse")) {
 			return fmt.Errorf("%s: not a RetrieveProperties(Ex) response envelope", file)
 		}
+		if *describeFlag {
+			objs, err := decodeEnvelope(b, ex)
+			if err != nil {
+				return fmt.Errorf("%s: %v", file, err)
+			}
+			out, err := json.MarshalIndent(map[string]interface{}{
+				"decoder": "govmomi 0.24.2 vim25/xml + types.TypeFunc",
+				"objects": describe(objs),
+			}, "", "  ")
+			if err != nil {
+				return err
+			}
+			fmt.Println(string(out))
+			continue
+		}
 		best := time.Duration(1<<63 - 1)
 		objects := 0
 		for i := 0; i < *repeat; i++ {
 			start := time.Now()
-			n, err := decodeEnvelope(b, ex)
+			objs, err := decodeEnvelope(b, ex)
 			d := time.Since(start)
 			if err != nil {
 				return fmt.Errorf("%s: %v", file, err)
 			}
-			objects = n
+			objects = len(objs)
 			if d < best {
 				best = d
 			}
