@@ -5,8 +5,9 @@
 #   (b) vms-N-name-powerstate.xml RetrievePropertiesEx of name,runtime.powerState of all VMs
 # into the output directory (raw response envelopes, byte for byte as received), then stops it.
 #
-# With --describe, also writes FILE.govmomi.json beside each envelope: what govmomi decoded
-# (`rpex decode -describe`), an oracle for decoder tests.
+# With --describe, also writes FILE.govmomi.json and FILE.pyvmomi.json beside each envelope:
+# what govmomi (`rpex decode -describe`) and pyVmomi (`decode_bench.py --describe`, run with
+# $SDK_TEST_PYTHON or target/py-venv/bin/python) decoded, oracles for decoder tests.
 #
 # Usage: peers/gen-payloads.sh [--vms N] [--out DIR] [--describe]   (defaults: 1000 VMs, target/payloads)
 # The small committed fixtures were made with:
@@ -26,11 +27,17 @@ while [ $# -gt 0 ]; do
     --vms) vms=${2:?--vms needs a number}; shift 2 ;;
     --out) out=${2:?--out needs a directory}; shift 2 ;;
     --describe) describe=1; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "gen-payloads.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
 case "$vms" in ''|*[!0-9]*) echo "gen-payloads.sh: --vms must be a number, got '$vms'" >&2; exit 2 ;; esac
+
+python=${SDK_TEST_PYTHON:-$root/target/py-venv/bin/python}
+if [ "$describe" = 1 ] && [ ! -x "$python" ]; then
+  echo "gen-payloads.sh: --describe needs the pyVmomi venv ($python); run ./ci/test.sh once or set SDK_TEST_PYTHON" >&2
+  exit 1
+fi
 
 mapfile -t bins < <(peers/build.sh)
 vcsim=${bins[0]} rpex=${bins[1]}
@@ -61,6 +68,8 @@ done
 if [ "$describe" = 1 ]; then
   for f in "$out/vms-$vms-all.xml" "$out/vms-$vms-name-powerstate.xml"; do
     "$rpex" decode -describe "$f" >"${f%.xml}.govmomi.json"
+    "$python" peers/pyvmomi/decode_bench.py --describe "$f" >"${f%.xml}.pyvmomi.json"
     echo "${f%.xml}.govmomi.json"
+    echo "${f%.xml}.pyvmomi.json"
   done
 fi

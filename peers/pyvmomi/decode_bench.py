@@ -5,6 +5,12 @@ uses (SoapResponseDeserializer(stub).Deserialize(fd, info.result)) -- best of N,
 bytes, best time, MB/s and object count per file.
 
 Usage: decode_bench.py [--repeat N] [--version vim.version.version11] [--json] FILE...
+       decode_bench.py --describe FILE
+
+With --describe it prints, instead of timings, what pyVmomi decoded, as indented JSON: per object
+its MoRef and, per property, the WSDL type name pyVmomi resolved for the value, the value for
+primitives, enums and MoRefs, and for arrays the length and the distinct element types (the same
+shape as `rpex decode -describe`, an oracle for decoder tests).
 
 The stub is a SoapStubAdapter that never connects (it only supplies the API version used to look
 up types and to build ManagedObject references). The default version, vim.version.version11
@@ -12,6 +18,7 @@ up types and to build ManagedObject references). The default version, vim.versio
 """
 
 import argparse
+import datetime
 import json
 import sys
 import time
@@ -46,6 +53,60 @@ def count_objects(result):
     return len(result.objects)
 
 
+def wsdl_name(t):
+    try:
+        return VmomiSupport.GetWsdlName(t)
+    except Exception:  # noqa: BLE001 - e.g. a Python builtin pyVmomi has no WSDL name for
+        return t.__name__
+
+
+def scalar(v):
+    """JSON value for primitives, enums and MoRefs; None for data objects."""
+    if isinstance(v, VmomiSupport.ManagedObject):
+        return {"Type": wsdl_name(type(v)), "Value": v._moId}
+    if isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, datetime.datetime):
+        return v.isoformat()
+    return None
+
+
+def describe_value(name, v):
+    d = {"name": name, "wsdl_type": "nil" if v is None else wsdl_name(type(v))}
+    if isinstance(v, list):
+        d["len"] = len(v)
+        items = []
+        for it in v:
+            t = wsdl_name(type(it))
+            if t not in items:
+                items.append(t)
+        if items:
+            d["item_types"] = items
+        values = [scalar(it) for it in v]
+        if v and all(x is not None for x in values):
+            d["value"] = values
+    elif v is not None:
+        x = scalar(v)
+        if x is not None:
+            d["value"] = x
+    return d
+
+
+def describe_file(path, stub):
+    with open(path, "rb") as f:
+        data = f.read()
+    result = SoapAdapter.SoapResponseDeserializer(stub).Deserialize(data, result_type(data))
+    objects = result if isinstance(result, list) else (result.objects if result is not None else [])
+    out = []
+    for oc in objects:
+        o = {"obj": {"Type": wsdl_name(type(oc.obj)), "Value": oc.obj._moId},
+             "props": [describe_value(p.name, p.val) for p in oc.propSet]}
+        if oc.missingSet:
+            o["missing"] = [m.path for m in oc.missingSet]
+        out.append(o)
+    return {"decoder": f"pyVmomi {PYVMOMI_VERSION} SoapResponseDeserializer", "objects": out}
+
+
 def decode_file(path, repeat, stub):
     with open(path, "rb") as f:
         data = f.read()
@@ -77,6 +138,7 @@ def main(argv):
     ap.add_argument("--repeat", type=int, default=3, help="decode each file this many times; the best counts")
     ap.add_argument("--version", default=DEFAULT_VERSION, help="pyVmomi API version name for the stub")
     ap.add_argument("--json", action="store_true", help="print one JSON object per file")
+    ap.add_argument("--describe", action="store_true", help="print what was decoded instead of timings")
     args = ap.parse_args(argv)
     if args.repeat < 1:
         print("decode_bench.py: --repeat must be at least 1", file=sys.stderr)
@@ -90,6 +152,13 @@ def main(argv):
     stub = SoapAdapter.SoapStubAdapter(host="127.0.0.1", port=9, version=args.version)
     status = 0
     for path in args.files:
+        if args.describe:
+            try:
+                print(json.dumps(describe_file(path, stub), indent=2))
+            except (OSError, ValueError) as e:
+                print(f"decode_bench.py: {path}: {e}", file=sys.stderr)
+                status = 1
+            continue
         try:
             r = decode_file(path, args.repeat, stub)
         except (OSError, ValueError) as e:
