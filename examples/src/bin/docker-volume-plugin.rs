@@ -43,8 +43,7 @@ fn parse_args() -> Result<Args, String> {
         socket: PathBuf::from("/run/docker/plugins/volume-core.sock"),
         root: PathBuf::from("/var/lib/volume-core"),
         node: std::fs::read_to_string("/etc/hostname")
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_else(|_| "localhost".to_owned()),
+            .map_or_else(|_| "localhost".to_owned(), |s| s.trim().to_owned()),
         pool: "local".to_owned(),
     };
     let mut it = std::env::args().skip(1);

@@ -19,6 +19,7 @@
 //! time through [`Backend::capabilities`]; a backend that lacks one returns
 //! [`Error::Unsupported`] from its method.
 
+pub mod counting;
 pub(crate) mod fsutil;
 pub mod loopfile;
 pub mod memory;
