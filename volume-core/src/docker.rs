@@ -363,6 +363,32 @@ impl DockerPlugin {
         Ok(ok(json!({ "Err": "" })))
     }
 
+    /// Renews the leases of every volume mounted on this node; call it well within the lease
+    /// time to live (the example binary does every 10 s). Returns the volumes whose lease could
+    /// not be renewed: they were fenced, and this node must stop using them.
+    pub async fn renew_leases(&self) -> Vec<(VolumeName, Error)> {
+        let names: Vec<VolumeName> = self.mounts.lock().await.keys().cloned().collect();
+        let mut lost = Vec::new();
+        for name in names {
+            let r = async {
+                let v = self
+                    .find(&name)
+                    .await?
+                    .ok_or_else(|| Error::invalid("volume", format!("no volume named {name}")))?;
+                let lease = self.orch.lease(&v.id).await?.ok_or(Error::LeaseLapsed {
+                    id: v.id.clone(),
+                    node: self.node.clone(),
+                })?;
+                self.orch.renew(&v.id, &self.node, lease.epoch).await
+            }
+            .await;
+            if let Err(e) = r {
+                lost.push((name, e));
+            }
+        }
+        lost
+    }
+
     async fn mountpoint_if_mounted(&self, name: &VolumeName) -> Option<PathBuf> {
         self.mounts
             .lock()

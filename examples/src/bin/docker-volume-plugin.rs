@@ -123,6 +123,15 @@ async fn serve(plugin: Arc<DockerPlugin>, socket: &Path) -> std::io::Result<()> 
     axum::serve(listener, router(plugin)).await
 }
 
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(a) => a,
@@ -162,6 +171,19 @@ fn main() -> ExitCode {
             args.node,
             args.socket.display()
         );
+        let renewer = tokio::spawn({
+            let plugin = plugin.clone();
+            async move {
+                let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+                loop {
+                    tick.tick().await;
+                    for (name, e) in plugin.renew_leases().await {
+                        eprintln!("volume {name}: lease lost ({e}); this node must stop using it");
+                    }
+                }
+            }
+        });
+        let _renewer = AbortOnDrop(renewer);
         tokio::select! {
             r = serve(plugin, &args.socket) => {
                 if let Err(e) = r {
@@ -325,6 +347,7 @@ mod tests {
         )
         .await;
         assert_eq!(PathBuf::from(v["Mountpoint"].as_str().unwrap()), mp);
+        assert!(a.renew_leases().await.is_empty(), "lease renewal failed");
         let (_, v) = post(&sock_a, "/VolumeDriver.Path", r#"{"Name":"pgdata"}"#).await;
         assert_eq!(PathBuf::from(v["Mountpoint"].as_str().unwrap()), mp);
 

@@ -132,7 +132,7 @@ impl LoopFileBackend {
         if self.mode == LoopMode::Losetup {
             for s in self.sidecars()? {
                 let img = self.image_path(&s.volume.id);
-                for dev in bound_devices(&img).await? {
+                for dev in scan_bound_devices(&img).await? {
                     fsutil::run("losetup", &["-d", &dev.to_string_lossy()]).await?;
                 }
             }
@@ -250,7 +250,7 @@ impl LoopFileBackend {
     async fn realize(&self, s: &mut Sidecar) -> Result<PathBuf> {
         let id = s.volume.id.clone();
         let img = self.image_path(&id);
-        let bound = bound_devices(&img).await?;
+        let bound = bound_devices(&img, s.loop_device.as_deref()).await?;
         let have_lock = self
             .image_locks
             .lock()
@@ -277,8 +277,25 @@ impl LoopFileBackend {
     }
 }
 
+/// The loop devices bound to an image. The sidecar's hint is checked against the kernel's
+/// record of that one device (`/sys/block/loopN/loop/backing_file`); without a hint, or when it
+/// is wrong, every device is scanned (`losetup -j`), which costs a walk over all loop devices.
+async fn bound_devices(img: &Path, hint: Option<&Path>) -> Result<Vec<PathBuf>> {
+    if let Some(dev) = hint
+        && let Some(name) = dev.file_name()
+    {
+        let backing = Path::new("/sys/block").join(name).join("loop/backing_file");
+        if let (Ok(b), Ok(canon)) = (fs::read_to_string(&backing), fs::canonicalize(img))
+            && Path::new(b.trim_end_matches('\n')) == canon
+        {
+            return Ok(vec![dev.to_path_buf()]);
+        }
+    }
+    scan_bound_devices(img).await
+}
+
 /// The loop devices bound to an image, from `losetup -j` (the kernel's truth).
-async fn bound_devices(img: &Path) -> Result<Vec<PathBuf>> {
+async fn scan_bound_devices(img: &Path) -> Result<Vec<PathBuf>> {
     let out = fsutil::run("losetup", &["-j", &img.to_string_lossy()]).await?;
     Ok(out
         .lines()
@@ -413,7 +430,7 @@ impl Backend for LoopFileBackend {
                 move_file(&self.node_path(id, &node), &self.unattached_path(id))?;
             }
             LoopMode::Losetup => {
-                for dev in bound_devices(&self.image_path(id)).await? {
+                for dev in bound_devices(&self.image_path(id), s.loop_device.as_deref()).await? {
                     fsutil::run("losetup", &["-d", &dev.to_string_lossy()]).await?;
                 }
                 self.image_locks
@@ -504,7 +521,7 @@ impl Backend for LoopFileBackend {
             .and_then(|()| f.sync_all())
             .map_err(|e| Error::io("grow image", &img, e))?;
         if self.mode == LoopMode::Losetup {
-            for dev in bound_devices(&img).await? {
+            for dev in bound_devices(&img, s.loop_device.as_deref()).await? {
                 fsutil::run("losetup", &["-c", &dev.to_string_lossy()]).await?;
             }
         }
