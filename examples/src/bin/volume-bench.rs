@@ -62,7 +62,19 @@ where
 
 async fn bench(kind: &str, n: usize) -> Result<Vec<Phase>, BoxError> {
     let dir = std::env::temp_dir().join(format!("volume-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    let r = bench_in(kind, n, &dir).await;
+    if r.is_err() && kind == "loopfile-losetup" {
+        // Unbind what a failed run left bound, so no loop device outlives the benchmark.
+        if let Ok(b) = LoopFileBackend::new(dir.join("data"), LoopMode::Losetup) {
+            let _ = b.release_devices().await;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    r
+}
+
+async fn bench_in(kind: &str, n: usize, dir: &std::path::Path) -> Result<Vec<Phase>, BoxError> {
+    std::fs::create_dir_all(dir)?;
     let pool = PoolId::new("local")?;
     let backend: Arc<dyn Backend> = match kind {
         "memory" => Arc::new(
@@ -140,8 +152,6 @@ async fn bench(kind: &str, n: usize) -> Result<Vec<Phase>, BoxError> {
     for id in ids.iter() {
         orch.destroy(id, MovePolicy::Preempt).await?;
     }
-    drop(orch);
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(phases)
 }
 

@@ -266,14 +266,29 @@ impl LoopFileBackend {
         let dev = if let Some(d) = bound.into_iter().next() {
             d
         } else {
-            let out = fsutil::run("losetup", &["--find", "--show", &img.to_string_lossy()]).await?;
-            PathBuf::from(out.trim())
+            PathBuf::from(bind_loop_device(&img).await?.trim())
         };
         if s.loop_device.as_ref() != Some(&dev) {
             s.loop_device = Some(dev.clone());
             self.store(s)?;
         }
         Ok(dev)
+    }
+}
+
+/// Binds a free loop device to the image. Concurrent `losetup --find` calls can pick the same
+/// free device, and the loser fails with "Device or resource busy": it retries.
+async fn bind_loop_device(img: &Path) -> Result<String> {
+    let img = img.to_string_lossy();
+    let mut attempt = 0u64;
+    loop {
+        match fsutil::run("losetup", &["--find", "--show", &img]).await {
+            Err(Error::Command { ref stderr, .. }) if stderr.contains("busy") && attempt < 20 => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(5 * attempt)).await;
+            }
+            r => return r,
+        }
     }
 }
 
