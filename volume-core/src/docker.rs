@@ -42,6 +42,7 @@ use serde_json::{Value, json};
 
 use crate::backend::fsutil;
 use crate::error::{Error, Result};
+use crate::journal::Table;
 use crate::model::{Device, DeviceFormat, NodeId, PoolId, Volume, VolumeName, VolumeSpec};
 use crate::orchestrator::{MovePolicy, Orchestrator};
 
@@ -61,6 +62,8 @@ pub trait Mounter: Send + Sync + Debug {
     async fn unmount(&self, name: &VolumeName) -> Result<()>;
     /// Where the volume is (or would be) mounted.
     fn mountpoint(&self, name: &VolumeName) -> PathBuf;
+    /// Whether the volume is mounted now.
+    fn is_mounted(&self, name: &VolumeName) -> bool;
 }
 
 /// Mounts raw block devices as ext4 under a root directory (`mkfs.ext4` when the device has no
@@ -130,6 +133,10 @@ impl Mounter for Ext4Mounter {
         let node = NodeId::new(name.as_str())
             .map_or_else(|_| "invalid".to_owned(), |n| fsutil::node_dir_name(&n));
         self.root.join(node)
+    }
+
+    fn is_mounted(&self, name: &VolumeName) -> bool {
+        is_mounted(&self.mountpoint(name))
     }
 }
 
@@ -234,6 +241,54 @@ impl DockerPlugin {
             mounter,
             mounts: tokio::sync::Mutex::default(),
         }
+    }
+
+    fn mounts_key(&self, name: &VolumeName) -> String {
+        format!("{}\u{0}{}\u{0}{}", self.node, self.pool, name)
+    }
+
+    /// Records a volume's mount IDs durably, so a restarted plugin knows them.
+    async fn persist(&self, name: &VolumeName, ids: Option<&BTreeSet<String>>) -> Result<()> {
+        let value = match ids {
+            Some(ids) if !ids.is_empty() => {
+                Some(serde_json::to_vec(ids).map_err(|e| Error::Corrupt {
+                    what: "mount record".to_owned(),
+                    reason: e.to_string(),
+                })?)
+            }
+            _ => None,
+        };
+        self.orch
+            .store()
+            .put(Table::Mounts, &self.mounts_key(name), value.as_deref())
+            .await
+    }
+
+    /// Rebuilds the mount reference counts after a restart from the durable record, keeping
+    /// only volumes that are still mounted (a reboot unmounted the others, so their records are
+    /// dropped). Returns how many volumes were restored.
+    pub async fn restore(&self) -> Result<usize> {
+        let prefix = format!("{}\u{0}{}\u{0}", self.node, self.pool);
+        let mut mounts = self.mounts.lock().await;
+        let mut restored = 0;
+        for (key, value) in self.orch.store().list(Table::Mounts).await? {
+            let Some(name) = key.strip_prefix(&prefix) else {
+                continue;
+            };
+            let name = VolumeName::new(name)?;
+            let ids: BTreeSet<String> =
+                serde_json::from_slice(&value).map_err(|e| Error::Corrupt {
+                    what: format!("mount record of {name}"),
+                    reason: e.to_string(),
+                })?;
+            if self.mounter.is_mounted(&name) && !ids.is_empty() {
+                mounts.insert(name, ids);
+                restored += 1;
+            } else {
+                self.orch.store().put(Table::Mounts, &key, None).await?;
+            }
+        }
+        Ok(restored)
     }
 
     async fn find(&self, name: &VolumeName) -> Result<Option<Volume>> {
@@ -342,7 +397,9 @@ impl DockerPlugin {
             let dev = self.orch.device(&v.id, &self.node).await?;
             self.mounter.mount(&dev, &name).await?
         };
-        mounts.entry(name).or_default().insert(mount_id);
+        let set = mounts.entry(name.clone()).or_default();
+        set.insert(mount_id);
+        self.persist(&name, Some(set)).await?;
         Ok(ok(json!({ "Mountpoint": mp, "Err": "" })))
     }
 
@@ -356,9 +413,12 @@ impl DockerPlugin {
         if set.is_empty() {
             self.mounter.unmount(&name).await?;
             mounts.remove(&name);
+            self.persist(&name, None).await?;
             if let Some(v) = self.find(&name).await? {
                 self.orch.release(&v.id, &self.node).await?;
             }
+        } else {
+            self.persist(&name, Some(set)).await?;
         }
         Ok(ok(json!({ "Err": "" })))
     }

@@ -22,6 +22,8 @@ pub enum Table {
     Leases,
     /// Desired state, keyed by pool and name.
     Desired,
+    /// Mount reference counts of node agents (the Docker plugin), keyed by node and volume.
+    Mounts,
 }
 
 impl Table {
@@ -30,10 +32,16 @@ impl Table {
             Table::Operations => "operations",
             Table::Leases => "leases",
             Table::Desired => "desired",
+            Table::Mounts => "mounts",
         }
     }
 
-    const ALL: [Table; 3] = [Table::Operations, Table::Leases, Table::Desired];
+    const ALL: [Table; 4] = [
+        Table::Operations,
+        Table::Leases,
+        Table::Desired,
+        Table::Mounts,
+    ];
 }
 
 /// A durable key-value store with compare-and-swap: all the orchestrator needs.

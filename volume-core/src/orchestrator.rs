@@ -467,6 +467,39 @@ impl Orchestrator {
         &self.backend
     }
 
+    /// The store (journal, leases, desired state).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Records one volume's desired state in the store (keyed by pool and name).
+    pub async fn set_desired(&self, d: &Desired) -> Result<()> {
+        let key = format!("{}\u{0}{}", d.spec.pool, d.spec.name);
+        self.store
+            .put(Table::Desired, &key, Some(&encode(d)?))
+            .await
+    }
+
+    /// The desired state recorded in the store.
+    pub async fn desired(&self) -> Result<Vec<Desired>> {
+        self.store
+            .list(Table::Desired)
+            .await?
+            .into_iter()
+            .map(|(_, b)| decode("desired state", &b))
+            .collect()
+    }
+
+    /// Converges to the desired state recorded in the store (see [`Orchestrator::converge`]).
+    pub async fn converge_recorded(
+        &self,
+        max_iterations: u32,
+        confirmations: u32,
+    ) -> Result<Convergence> {
+        let desired = self.desired().await?;
+        self.converge(&desired, max_iterations, confirmations).await
+    }
+
     fn lock_of(&self, id: &VolumeId) -> Arc<tokio::sync::Mutex<()>> {
         self.locks
             .lock()
@@ -904,6 +937,31 @@ mod tests {
             [Action::Detach(_)]
         ));
         assert!(plan(&[], &[v]).is_empty(), "unknown volumes are left alone");
+    }
+
+    #[tokio::test]
+    async fn recorded_desired_state_survives_and_converges() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend: Arc<dyn Backend> =
+            Arc::new(MemoryBackend::builder().pool("p", 1 << 30).build());
+        let spec = VolumeSpec::new(VolumeName::new("v").unwrap(), PoolId::new("p").unwrap(), 1);
+        {
+            let store = Arc::new(crate::journal::RedbStore::open(dir.path().join("j")).unwrap());
+            let o = Orchestrator::new(backend.clone(), store);
+            o.set_desired(&Desired {
+                spec: spec.clone(),
+                state: DesiredState::AttachedTo(node("a")),
+            })
+            .await
+            .unwrap();
+        }
+        let store = Arc::new(crate::journal::RedbStore::open(dir.path().join("j")).unwrap());
+        let o = Orchestrator::new(backend.clone(), store);
+        assert_eq!(o.desired().await.unwrap().len(), 1);
+        o.converge_recorded(10, 1).await.unwrap();
+        let all = backend.list().await.unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].attached_to, Some(node("a")));
     }
 
     #[tokio::test]

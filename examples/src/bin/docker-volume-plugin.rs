@@ -166,6 +166,14 @@ fn main() -> ExitCode {
             }
         };
         let plugin = plugin_for(orch, node, pool, args.root.join("mounts"));
+        match plugin.restore().await {
+            Ok(0) => {}
+            Ok(n) => println!("docker-volume-plugin: restored the mounts of {n} volume(s)"),
+            Err(e) => {
+                eprintln!("cannot restore the mount records: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
         println!(
             "docker-volume-plugin: node {} serving {}",
             args.node,
@@ -361,6 +369,29 @@ mod tests {
         assert!(err_of(&v).contains("leased to node node-a"), "{v}");
         let (_, v) = post(&sock_a, "/VolumeDriver.Remove", r#"{"Name":"pgdata"}"#).await;
         assert!(err_of(&v).contains("mounted"), "{v}");
+
+        // The plugin on node A restarts: its mount references come back from the journal.
+        server_a.abort();
+        let _ = server_a.await;
+        let a = plugin_for(
+            orch.clone(),
+            NodeId::new("node-a").unwrap(),
+            PoolId::new("local").unwrap(),
+            root.join("mounts-a"),
+        );
+        assert_eq!(a.restore().await.unwrap(), 1);
+        let server_a = tokio::spawn({
+            let (a, s) = (a.clone(), sock_a.clone());
+            async move { serve(a, &s).await }
+        });
+        for _ in 0..200 {
+            if UnixStream::connect(&sock_a).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let (_, v) = post(&sock_a, "/VolumeDriver.Path", r#"{"Name":"pgdata"}"#).await;
+        assert_eq!(PathBuf::from(v["Mountpoint"].as_str().unwrap()), mp);
 
         // The first unmount keeps it mounted; the last one unmounts and releases the lease.
         let (_, v) = post(
