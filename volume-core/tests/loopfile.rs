@@ -11,14 +11,17 @@ use volume_core::{PoolId, Result};
 
 struct Loop {
     mode: LoopMode,
+    /// A pool capacity makes `create` read every sidecar; without one it uses name markers.
+    capacity: Option<u64>,
     dirs: Mutex<Vec<tempfile::TempDir>>,
     backends: Mutex<Vec<Arc<LoopFileBackend>>>,
 }
 
 impl Loop {
-    fn new(mode: LoopMode) -> Self {
+    fn new(mode: LoopMode, capacity: Option<u64>) -> Self {
         Self {
             mode,
+            capacity,
             dirs: Mutex::default(),
             backends: Mutex::default(),
         }
@@ -30,7 +33,7 @@ impl Factory for Loop {
     async fn backend(&self) -> Result<Arc<dyn Backend>> {
         let dir = tempfile::tempdir().expect("temp dir");
         let b = Arc::new(
-            LoopFileBackend::new(dir.path(), self.mode)?.with_pool(self.pool(), Some(1 << 40)),
+            LoopFileBackend::new(dir.path(), self.mode)?.with_pool(self.pool(), self.capacity),
         );
         self.dirs.lock().unwrap().push(dir);
         self.backends.lock().unwrap().push(b.clone());
@@ -53,13 +56,19 @@ impl Factory for Loop {
 
 #[tokio::test]
 async fn plain_file_mode_passes_the_conformance_kit() {
-    let report = run_all(&Loop::new(LoopMode::PlainFiles)).await;
+    let report = run_all(&Loop::new(LoopMode::PlainFiles, None)).await;
+    assert!(report.failed.is_empty(), "{report}");
+}
+
+#[tokio::test]
+async fn plain_file_mode_with_a_pool_capacity_passes_the_conformance_kit() {
+    let report = run_all(&Loop::new(LoopMode::PlainFiles, Some(1 << 40))).await;
     assert!(report.failed.is_empty(), "{report}");
 }
 
 #[test]
 fn plain_file_mode_converges_from_any_state_to_any_state() {
-    convergence_property(&Loop::new(LoopMode::PlainFiles), 16).unwrap();
+    convergence_property(&Loop::new(LoopMode::PlainFiles, None), 16).unwrap();
 }
 
 #[tokio::test]
@@ -69,7 +78,7 @@ async fn losetup_mode_passes_the_conformance_kit() {
         eprintln!("skipped: losetup mode needs root (the test command runs as root)");
         return;
     }
-    let report = run_all(&Loop::new(LoopMode::Losetup)).await;
+    let report = run_all(&Loop::new(LoopMode::Losetup, Some(1 << 40))).await;
     assert!(report.failed.is_empty(), "{report}");
 }
 
@@ -79,5 +88,31 @@ fn losetup_mode_converges_from_any_state_to_any_state() {
         eprintln!("skipped: losetup mode needs root (the test command runs as root)");
         return;
     }
-    convergence_property(&Loop::new(LoopMode::Losetup), 8).unwrap();
+    convergence_property(&Loop::new(LoopMode::Losetup, None), 8).unwrap();
+}
+
+#[tokio::test]
+async fn a_stale_name_marker_does_not_block_or_duplicate() {
+    use volume_core::{VolumeName, VolumeSpec};
+    let dir = tempfile::tempdir().unwrap();
+    let pool = PoolId::new("local").unwrap();
+    let b = LoopFileBackend::new(dir.path(), LoopMode::PlainFiles)
+        .unwrap()
+        .with_pool(pool.clone(), None);
+    // A crash between writing the marker and the sidecar leaves a marker naming no volume.
+    std::fs::write(dir.path().join("names/local@db"), "vol-never-committed").unwrap();
+    let spec = VolumeSpec::new(VolumeName::new("db").unwrap(), pool.clone(), 1);
+    let v = b.create(&spec).await.unwrap();
+    assert_eq!(b.create(&spec).await.unwrap().id, v.id);
+    assert_eq!(b.list().await.unwrap().len(), 1);
+    // Names too long for a marker file fall back to reading every sidecar.
+    let long = VolumeSpec::new(VolumeName::new("n".repeat(128)).unwrap(), pool.clone(), 1);
+    let l = b.create(&long).await.unwrap();
+    assert_eq!(b.create(&long).await.unwrap().id, l.id);
+    assert_eq!(b.list().await.unwrap().len(), 2);
+    // Destroying removes the marker, and the name is free again with a new id.
+    b.destroy(&v.id).await.unwrap();
+    assert!(!dir.path().join("names/local@db").exists());
+    let w = b.create(&spec).await.unwrap();
+    assert_ne!(w.id, v.id);
 }

@@ -45,6 +45,16 @@ pub(crate) async fn run(program: &'static str, args: &[&str]) -> Result<String> 
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// A temporary sibling of `path`, starting with `.`, which no id, name marker or node
+/// directory does.
+fn tmp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".tmp-{}-{name}", std::process::id()))
+}
+
 /// Writes `value` as JSON to `path` atomically: a temporary file, fsync, rename, fsync of the
 /// directory. A crash leaves either the old or the new content, never a torn file.
 pub(crate) fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<()> {
@@ -52,7 +62,7 @@ pub(crate) fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<
         what: path.display().to_string(),
         reason: e.to_string(),
     })?;
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let tmp = tmp_path(path);
     let mut f = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
     f.write_all(&bytes)
         .and_then(|()| f.sync_all())
@@ -66,6 +76,26 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io("sync directory", dir, e))
+}
+
+/// Writes a short text file atomically (see [`write_json_atomic`]).
+pub(crate) fn write_text_atomic(path: &Path, text: &str) -> Result<()> {
+    let tmp = tmp_path(path);
+    let mut f = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::io("write", &tmp, e))?;
+    fs::rename(&tmp, path).map_err(|e| Error::io("rename into", path, e))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Reads a text file; `None` when it does not exist.
+pub(crate) fn read_text(path: &Path) -> Result<Option<String>> {
+    match fs::read_to_string(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("read", path, e)),
+    }
 }
 
 /// Reads JSON from `path`; `None` when the file does not exist.
@@ -87,10 +117,15 @@ pub(crate) fn mkdirs(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))
 }
 
-/// A node id as a directory name, reversibly: names of `[A-Za-z0-9._-]` that do not start with
-/// `.` or `x-` stay as they are; anything else becomes `x-` and the hex of its UTF-8 bytes.
+/// A node id as a directory name; see [`encode_component`].
 pub(crate) fn node_dir_name(node: &NodeId) -> String {
-    let s = node.as_str();
+    encode_component(node.as_str())
+}
+
+/// A string as one file name component, reversibly: strings of `[A-Za-z0-9._-]` that do not
+/// start with `.` or `x-` stay as they are; anything else becomes `x-` and the hex of its UTF-8
+/// bytes. The result never contains `@` or `/`.
+pub(crate) fn encode_component(s: &str) -> String {
     let plain = !s.starts_with('.')
         && !s.starts_with("x-")
         && s.len() <= 120

@@ -95,7 +95,7 @@ impl LoopFileBackend {
     /// 16 MiB minimum, Flocker's figures ("enough for an ext4 journal").
     pub fn new(root: impl Into<PathBuf>, mode: LoopMode) -> Result<Self> {
         let root = root.into();
-        for d in ["volumes", "images", "unattached", "nodes"] {
+        for d in ["volumes", "images", "unattached", "nodes", "names"] {
             fsutil::mkdirs(&root.join(d))?;
         }
         Ok(Self {
@@ -142,6 +142,17 @@ impl LoopFileBackend {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clear();
         Ok(())
+    }
+
+    /// The file that maps a (pool, name) to its volume id, or `None` when the encoded name is
+    /// too long for a file name.
+    fn name_marker(&self, spec: &VolumeSpec) -> Option<PathBuf> {
+        let key = format!(
+            "{}@{}",
+            fsutil::encode_component(spec.pool.as_str()),
+            fsutil::encode_component(spec.name.as_str())
+        );
+        (key.len() <= 250).then(|| self.root.join("names").join(key))
     }
 
     fn sidecar_path(&self, id: &VolumeId) -> PathBuf {
@@ -360,9 +371,31 @@ impl Backend for LoopFileBackend {
     async fn create(&self, spec: &VolumeSpec) -> Result<Volume> {
         let _g = self.create_lock.lock().await;
         let _f = FileLock::acquire(self.root.join("create.lock")).await?;
-        let all: Vec<Volume> = self.sidecars()?.into_iter().map(|s| s.volume).collect();
-        let left = self.capacity_left(&all, &spec.pool)?;
-        match rules::decide_create(spec, &all, self.allocation, left)? {
+        let marker = self.name_marker(spec);
+        let capped = self
+            .pools
+            .get(&spec.pool)
+            .ok_or_else(|| Error::UnknownPool {
+                pool: spec.pool.clone(),
+            })?
+            .is_some();
+        // Without a capacity to check, the name marker answers in O(1); otherwise (or for names
+        // too long for a file name) every sidecar is read.
+        let existing: Vec<Volume> = match (&marker, capped) {
+            (Some(m), false) => match fsutil::read_text(m)? {
+                Some(id) => VolumeId::new(id.trim())
+                    .ok()
+                    .map(|id| self.load(&id))
+                    .transpose()?
+                    .flatten()
+                    .map(|s| vec![s.volume])
+                    .unwrap_or_default(),
+                None => Vec::new(),
+            },
+            _ => self.sidecars()?.into_iter().map(|s| s.volume).collect(),
+        };
+        let left = self.capacity_left(&existing, &spec.pool)?;
+        match rules::decide_create(spec, &existing, self.allocation, left)? {
             CreateDecision::Existing(v) => Ok(v),
             CreateDecision::Create { allocated } => {
                 let v = rules::new_volume(spec, self.allocation)?;
@@ -370,8 +403,12 @@ impl Backend for LoopFileBackend {
                     LoopMode::Losetup => self.image_path(&v.id),
                     LoopMode::PlainFiles => self.unattached_path(&v.id),
                 };
-                // The image first, the sidecar second: the sidecar is the commit point, and a
-                // crash in between leaves an unlisted image, never a listed volume without data.
+                // The name marker first (a marker whose sidecar is missing counts as absent),
+                // then the image, then the sidecar: the sidecar is the commit point, and a crash
+                // before it leaves an unlisted image, never a listed volume without data.
+                if let Some(m) = &marker {
+                    fsutil::write_text_atomic(m, v.id.as_str())?;
+                }
                 create_sparse(&img, allocated)?;
                 self.store(&Sidecar {
                     volume: v.clone(),
@@ -402,6 +439,18 @@ impl Backend for LoopFileBackend {
             Err(e) => return Err(Error::io("remove", &img, e)),
         }
         let _ = fs::remove_file(self.root.join("volumes").join(format!("{id}.lock")));
+        // Remove the name marker only if it still names this volume, under the create lock, so
+        // a volume created meanwhile under the same name keeps its marker.
+        if let Some(v) = s.map(|s| s.volume) {
+            let spec = VolumeSpec::new(v.name, v.pool, 1);
+            if let Some(m) = self.name_marker(&spec) {
+                let _g = self.create_lock.lock().await;
+                let _f = FileLock::acquire(self.root.join("create.lock")).await?;
+                if fsutil::read_text(&m)?.is_some_and(|t| t.trim() == id.as_str()) {
+                    let _ = fs::remove_file(&m);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -513,7 +562,12 @@ impl Backend for LoopFileBackend {
         else {
             return Ok(s.volume);
         };
-        let all: Vec<Volume> = self.sidecars()?.into_iter().map(|s| s.volume).collect();
+        let capped = matches!(self.pools.get(&s.volume.pool), Some(Some(_)));
+        let all: Vec<Volume> = if capped {
+            self.sidecars()?.into_iter().map(|s| s.volume).collect()
+        } else {
+            Vec::new()
+        };
         if let Some(left) = self.capacity_left(&all, &s.volume.pool)?
             && new - s.volume.size_bytes > left
         {
