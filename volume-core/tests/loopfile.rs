@@ -116,3 +116,30 @@ async fn a_stale_name_marker_does_not_block_or_duplicate() {
     let w = b.create(&spec).await.unwrap();
     assert_ne!(w.id, v.id);
 }
+
+#[tokio::test]
+async fn orphan_images_are_found_and_collected_but_volumes_are_not() {
+    use volume_core::{VolumeName, VolumeSpec};
+    let dir = tempfile::tempdir().unwrap();
+    let pool = PoolId::new("local").unwrap();
+    let b = LoopFileBackend::new(dir.path(), LoopMode::PlainFiles)
+        .unwrap()
+        .with_pool(pool.clone(), None);
+    let v = b
+        .create(&VolumeSpec::new(VolumeName::new("keep").unwrap(), pool, 1))
+        .await
+        .unwrap();
+    // A crash between the image and the sidecar leaves an image no volume owns.
+    let orphan = dir.path().join("unattached/vol-crashed.img");
+    std::fs::write(&orphan, b"").unwrap();
+    let found = b.collect_garbage(true).await.unwrap();
+    assert_eq!(found, vec![orphan.clone()]);
+    assert!(orphan.exists(), "a dry run deleted");
+    assert_eq!(
+        b.collect_garbage(false).await.unwrap(),
+        vec![orphan.clone()]
+    );
+    assert!(!orphan.exists());
+    assert!(b.collect_garbage(false).await.unwrap().is_empty());
+    assert_eq!(b.list().await.unwrap()[0].id, v.id, "the volume survived");
+}

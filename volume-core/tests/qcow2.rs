@@ -128,3 +128,25 @@ async fn snapshots_and_clones_carry_the_data_of_their_moment() {
     assert_eq!(grown.size_bytes, 16 << 20);
     assert!(qemu_io(&img, "read -P 0xcd 0 64k"), "resize kept the data");
 }
+
+#[tokio::test]
+async fn qcow2_orphans_are_collected() {
+    use volume_core::{VolumeName, VolumeSpec};
+    let dir = tempfile::tempdir().unwrap();
+    let pool = PoolId::new("images").unwrap();
+    let b = Qcow2Backend::new(dir.path(), Box::new(ImageHandoff::default()))
+        .unwrap()
+        .with_pool(pool.clone(), None);
+    let v = b
+        .create(&VolumeSpec::new(VolumeName::new("keep").unwrap(), pool, 1))
+        .await
+        .unwrap();
+    let orphan = dir.path().join("images/vol-crashed.qcow2");
+    std::fs::write(&orphan, b"").unwrap();
+    assert_eq!(
+        b.collect_garbage(false).await.unwrap(),
+        vec![orphan.clone()]
+    );
+    assert!(!orphan.exists());
+    assert!(b.image_path(&v.id).exists(), "the volume's image survived");
+}

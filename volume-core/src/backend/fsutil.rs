@@ -233,6 +233,28 @@ pub fn running_as_root() -> bool {
     })
 }
 
+/// The files in `dir` named `<id>.<ext>` whose id has no sidecar `<sidecars>/<id>.json`.
+pub(crate) fn orphan_images(dir: &Path, ext: &str, sidecars: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::io("read directory", dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(id) = name.strip_suffix(ext) else {
+            continue;
+        };
+        if VolumeId::new(id).is_ok() && !sidecars.join(format!("{id}.json")).exists() {
+            out.push(entry.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -126,6 +126,32 @@ impl LoopFileBackend {
         &self.root
     }
 
+    /// Finds images that no volume owns (left by a crash between writing an image and its
+    /// sidecar, or between removing them) and, unless `dry_run`, deletes them. Runs under the
+    /// create lock, so an image being created is never taken for an orphan. Returns the paths.
+    pub async fn collect_garbage(&self, dry_run: bool) -> Result<Vec<PathBuf>> {
+        let _g = self.create_lock.lock().await;
+        let _f = FileLock::acquire(self.root.join("create.lock")).await?;
+        let sidecars = self.root.join("volumes");
+        let mut found = fsutil::orphan_images(&self.root.join("images"), ".img", &sidecars)?;
+        found.extend(fsutil::orphan_images(
+            &self.root.join("unattached"),
+            ".img",
+            &sidecars,
+        )?);
+        if !dry_run {
+            for p in &found {
+                if self.mode == LoopMode::Losetup {
+                    for dev in scan_bound_devices(p).await? {
+                        fsutil::run("losetup", &["-d", &dev.to_string_lossy()]).await?;
+                    }
+                }
+                fs::remove_file(p).map_err(|e| Error::io("remove orphan", p, e))?;
+            }
+        }
+        Ok(found)
+    }
+
     /// Unbinds every loop device of every image under the root (losetup mode) and releases the
     /// image locks: for tests and shutdown. The attachments stay recorded.
     pub async fn release_devices(&self) -> Result<()> {

@@ -140,6 +140,25 @@ impl Qcow2Backend {
         self
     }
 
+    /// Finds images that no volume owns (left by a crash between writing an image and its
+    /// sidecar, or between removing them) and, unless `dry_run`, deletes them. Runs under the
+    /// create lock, so an image being created is never taken for an orphan. Returns the paths.
+    pub async fn collect_garbage(&self, dry_run: bool) -> Result<Vec<PathBuf>> {
+        let _g = self.create_lock.lock().await;
+        let _f = FileLock::acquire(self.root.join("create.lock")).await?;
+        let found = fsutil::orphan_images(
+            &self.root.join("images"),
+            ".qcow2",
+            &self.root.join("volumes"),
+        )?;
+        if !dry_run {
+            for p in &found {
+                fs::remove_file(p).map_err(|e| Error::io("remove orphan", p, e))?;
+            }
+        }
+        Ok(found)
+    }
+
     /// The image file of a volume.
     pub fn image_path(&self, id: &VolumeId) -> PathBuf {
         self.root.join("images").join(format!("{id}.qcow2"))
