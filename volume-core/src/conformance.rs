@@ -229,6 +229,7 @@ cases!(
     conc_attach_one_winner,
     conc_create_one_volume,
     conc_attach_detach_consistent,
+    conc_moves_one_volume,
     move_moves_and_fences,
     move_crash_at_every_step,
     move_converges_with_lagging_listing,
@@ -831,6 +832,64 @@ async fn conc_attach_detach_consistent(c: Ctx) -> Outcome {
             "device visible on two nodes"
         );
     }
+    Ok(())
+}
+
+async fn conc_moves_one_volume(c: Ctx) -> Outcome {
+    let v = c.create("conc-d").await?;
+    // Two orchestrators over one store, as two control-plane replicas would be.
+    let store = Arc::new(MemoryStore::default());
+    let o1 = Arc::new(Orchestrator::new(c.b.clone(), store.clone()));
+    let o2 = Arc::new(Orchestrator::new(c.b.clone(), store.clone()));
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..9 {
+        let o = if i % 2 == 0 { o1.clone() } else { o2.clone() };
+        let (id, n) = (v.id.clone(), c.nodes[i % 3].clone());
+        set.spawn(async move { o.move_volume(&id, &n, MovePolicy::Preempt).await });
+    }
+    let mut epochs = Vec::new();
+    while let Some(r) = set.join_next().await {
+        match r.map_err(|e| e.to_string())? {
+            Ok(lease) => epochs.push(lease.epoch),
+            Err(
+                Error::Busy { .. }
+                | Error::StaleEpoch { .. }
+                | Error::AttachedElsewhere { .. }
+                | Error::Locked { .. },
+            ) => {}
+            Err(e) => return Err(e2s(e)),
+        }
+    }
+    ensure!(!epochs.is_empty(), "no move succeeded");
+    o1.recover().await.map_err(e2s)?;
+    let l = c.listed(&v.id).await?;
+    let on = l
+        .attached_to
+        .clone()
+        .ok_or("attached nowhere after the moves")?;
+    let lease = o1.lease(&v.id).await.map_err(e2s)?.ok_or("no lease")?;
+    ensure!(
+        lease.holder == on,
+        "lease with {} but attached to {on}",
+        lease.holder
+    );
+    ensure!(
+        lease.epoch == l.epoch,
+        "lease epoch {} != volume epoch {}",
+        lease.epoch,
+        l.epoch
+    );
+    o1.device(&v.id, &on).await.map_err(e2s)?;
+    for n in c.nodes.iter().filter(|n| **n != on) {
+        ensure!(
+            c.b.device(&v.id, n).await.is_err(),
+            "device visible on {n} too"
+        );
+    }
+    ensure!(
+        o2.pending().await.map_err(e2s)?.is_empty(),
+        "journal not empty"
+    );
     Ok(())
 }
 

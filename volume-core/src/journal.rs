@@ -24,6 +24,8 @@ pub enum Table {
     Desired,
     /// Mount reference counts of node agents (the Docker plugin), keyed by node and volume.
     Mounts,
+    /// The last fencing epoch handed out per volume, keyed by volume id.
+    Epochs,
 }
 
 impl Table {
@@ -33,14 +35,16 @@ impl Table {
             Table::Leases => "leases",
             Table::Desired => "desired",
             Table::Mounts => "mounts",
+            Table::Epochs => "epochs",
         }
     }
 
-    const ALL: [Table; 4] = [
+    const ALL: [Table; 5] = [
         Table::Operations,
         Table::Leases,
         Table::Desired,
         Table::Mounts,
+        Table::Epochs,
     ];
 }
 

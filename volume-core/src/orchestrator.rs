@@ -563,7 +563,7 @@ impl Orchestrator {
                     reason: "missing".to_owned(),
                 });
             }
-            MoveDecision::Proceed { epoch } => epoch,
+            MoveDecision::Proceed { epoch } => self.allocate_epoch(id, epoch).await?,
         };
         let rec = MoveRecord {
             op: format!("move-{}", VolumeId::generate()),
@@ -582,6 +582,32 @@ impl Orchestrator {
         }
         self.hook.reached(&rec, "after-intent")?;
         self.run(rec).await
+    }
+
+    /// Hands out a fencing epoch of at least `min` that no other operation on the volume has
+    /// had or will get (a compare-and-swap on the store's counter), so two movers never share
+    /// an epoch even when they read the same stale state.
+    async fn allocate_epoch(&self, id: &VolumeId, min: Epoch) -> Result<Epoch> {
+        loop {
+            let cur = self.store.get(Table::Epochs, id.as_str()).await?;
+            let last = match &cur {
+                Some(b) => decode::<Epoch>("epoch counter", b)?,
+                None => Epoch::ZERO,
+            };
+            let next = last.next().max(min);
+            if self
+                .store
+                .cas(
+                    Table::Epochs,
+                    id.as_str(),
+                    cur.as_deref(),
+                    Some(&encode(&next)?),
+                )
+                .await?
+            {
+                return Ok(next);
+            }
+        }
     }
 
     async fn advance(&self, rec: &mut MoveRecord, step: MoveStep) -> Result<()> {
@@ -725,10 +751,11 @@ impl Orchestrator {
                 epoch: l.epoch,
             });
         }
-        let epoch = volume
+        let floor = volume
             .epoch
             .max(lease.as_ref().map_or(Epoch::ZERO, |l| l.epoch))
             .next();
+        let epoch = self.allocate_epoch(id, floor).await?;
         self.backend.fence(id, epoch).await?;
         self.backend.detach(id, epoch).await?;
         self.store.put(Table::Leases, id.as_str(), None).await
