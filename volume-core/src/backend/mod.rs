@@ -18,6 +18,22 @@
 //! Optional capabilities (resize, snapshots, clones, placement by policy) are discovered at run
 //! time through [`Backend::capabilities`]; a backend that lacks one returns
 //! [`Error::Unsupported`] from its method.
+//!
+//! # How the vSphere First Class Disk backend slots in (not built yet)
+//!
+//! The trait is shaped so that the FCD backend (behind the `vsphere` feature) is one more
+//! implementation that passes the same kit:
+//!
+//! - `create`: `CreateDisk_Task` with `keepAfterDeleteVm`, the volume name and pool (datastore)
+//!   in the disk's metadata, so the name stays the idempotency key across restarts;
+//! - `attach`/`detach`: `AttachDisk_Task`/`DetachDisk_Task` as `independent_persistent`,
+//!   serialized per VM (one reconfiguration at a time), with the attachment read back from
+//!   `vm.config.hardware.device` rather than trusted from metadata;
+//! - `fence`: the epoch is kept in the disk's metadata
+//!   (`VCenterUpdateVStorageObjectMetadataEx_Task`) and checked by every mutating call;
+//! - `device`: the guest path `/dev/disk/by-id/wwn-0x<uuid>`;
+//! - `resize`/`snapshot`/`clone`: `ExtendDisk_Task`, `VStorageObjectCreateSnapshot_Task`,
+//!   `CreateDiskFromSnapshot_Task`, advertised only where the server supports them.
 
 pub mod counting;
 pub(crate) mod fsutil;
