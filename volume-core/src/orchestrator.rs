@@ -5,11 +5,15 @@
 //!
 //! 1. **intent**: the record `{op, volume, to, epoch}` is written (compare-and-swap: one pending
 //!    operation per volume) *before* any backend call;
-//! 2. **fence**: the backend raises the volume's epoch, so the old holder's calls are refused;
-//! 3. **detach** from the old node;
-//! 4. **attach** to the new node;
-//! 5. **lease**: the new node gets a lease `{holder, epoch, expires}`;
-//! 6. the record is removed.
+//! 2. **fence and detach**: one backend call at the move's epoch, which the backend records so
+//!    that the old holder's calls are refused from then on: `detach` when the volume is on
+//!    another node, `fence` when it is not;
+//! 3. **attach** to the new node;
+//! 4. **lease**: the new node gets a lease `{holder, epoch, expires}`;
+//! 5. the record is removed.
+//!
+//! A move is three backend calls (read, fence-and-detach, attach), so two reconfigurations
+//! on a hypervisor.
 //!
 //! After each step the record's step is updated. A crash (even `kill -9`) at any point leaves a
 //! record; [`Orchestrator::recover`] rolls every pending move forward from its recorded step, and
@@ -22,7 +26,7 @@
 //! ([`MovePolicy::Polite`], what a node agent such as the Docker plugin asks for) refuses to take
 //! a volume whose holder has a live lease and is not known to be dead ([`NodeLiveness`]); a
 //! preempting move ([`MovePolicy::Preempt`], what the desired-state loop does on the operator's
-//! behalf) takes it. Both fence the old holder before they detach.
+//! behalf) takes it. Both fence the old holder no later than they detach it.
 //!
 //! The decisions ([`decide_move`], [`plan`]) are plain functions; the IO is in [`Orchestrator`].
 
@@ -163,9 +167,7 @@ impl Lease {
 pub enum MoveStep {
     /// The intent is recorded; nothing else done.
     Intent,
-    /// The volume is fenced at the move's epoch.
-    Fenced,
-    /// The volume is detached from the old node.
+    /// The volume is fenced at the move's epoch and detached from the old node.
     Detached,
     /// The volume is attached to the new node.
     Attached,
@@ -195,8 +197,6 @@ pub struct MoveRecord {
 /// whose step is not yet journaled.
 pub const CRASH_POINTS: &[&str] = &[
     "after-intent",
-    "unjournaled-fence",
-    "after-fence",
     "unjournaled-detach",
     "after-detach",
     "unjournaled-attach",
@@ -543,7 +543,7 @@ impl Orchestrator {
             if &rec.to != to {
                 return Err(Error::Busy { id: id.clone() });
             }
-            return self.run(rec).await;
+            return self.run(rec, None).await;
         }
         let volume = self
             .backend
@@ -581,7 +581,7 @@ impl Orchestrator {
             return Err(Error::Busy { id: id.clone() });
         }
         self.hook.reached(&rec, "after-intent")?;
-        self.run(rec).await
+        self.run(rec, Some(volume)).await
     }
 
     /// Hands out a fencing epoch of at least `min` that no other operation on the volume has
@@ -632,9 +632,9 @@ impl Orchestrator {
 
     /// Runs a journaled move forward from its recorded step. A move that can never finish
     /// (its volume is gone, or a newer epoch superseded it) is removed from the journal.
-    async fn run(&self, rec: MoveRecord) -> Result<Lease> {
+    async fn run(&self, rec: MoveRecord, seen: Option<Volume>) -> Result<Lease> {
         let key = rec.volume.clone();
-        match self.run_steps(rec).await {
+        match self.run_steps(rec, seen).await {
             Err(e @ (Error::UnknownVolume { .. } | Error::StaleEpoch { .. })) => {
                 self.store
                     .put(Table::Operations, key.as_str(), None)
@@ -645,23 +645,25 @@ impl Orchestrator {
         }
     }
 
-    async fn run_steps(&self, mut rec: MoveRecord) -> Result<Lease> {
+    async fn run_steps(&self, mut rec: MoveRecord, seen: Option<Volume>) -> Result<Lease> {
         let id = rec.volume.clone();
-        if rec.step < MoveStep::Fenced {
-            self.backend.fence(&id, rec.epoch).await?;
-            self.hook.reached(&rec, "unjournaled-fence")?;
-            self.advance(&mut rec, MoveStep::Fenced).await?;
-            self.hook.reached(&rec, "after-fence")?;
-        }
         if rec.step < MoveStep::Detached {
-            // Detach only from another node: a crash after the attach leaves the volume on the
-            // target, and rolling forward must not take it away again.
-            let current = self.backend.get(&id).await?;
-            if current
-                .as_ref()
-                .is_some_and(|v| v.attached_to.is_some() && v.attached_to.as_ref() != Some(&rec.to))
-            {
+            // One backend call fences the old holder: a detach at the move's epoch when the
+            // volume is on another node (it raises the epoch as it detaches), else a fence.
+            // Never a detach from the target: after a crash past the attach, rolling forward
+            // must not take the volume away again. A fresh move reuses the state it decided on;
+            // a recovered one reads it again.
+            let current = match seen {
+                Some(v) => Some(v),
+                None => self.backend.get(&id).await?,
+            };
+            let elsewhere = current.as_ref().is_some_and(|v| {
+                v.attached_to.is_some() && v.attached_to.as_ref() != Some(&rec.to)
+            });
+            if elsewhere {
                 self.backend.detach(&id, rec.epoch).await?;
+            } else {
+                self.backend.fence(&id, rec.epoch).await?;
             }
             self.hook.reached(&rec, "unjournaled-detach")?;
             self.advance(&mut rec, MoveStep::Detached).await?;
@@ -711,7 +713,7 @@ impl Orchestrator {
                 .await?
             {
                 let rec: MoveRecord = decode("move record", &b)?;
-                match self.run(rec).await {
+                match self.run(rec, None).await {
                     Ok(_) | Err(Error::UnknownVolume { .. } | Error::StaleEpoch { .. }) => {}
                     Err(e) => return Err(e),
                 }

@@ -152,8 +152,9 @@ async fn story(args: &Args) -> Result<(String, Vec<Step>), BoxError> {
             format!("{} bytes to {}", LABEL.len(), dev.path.display())
         } else {
             format!(
-                "no local device for {} volumes; label skipped",
-                args.backend
+                "{} is not a raw local device ({:?}); label skipped",
+                dev.path.display(),
+                dev.format
             )
         },
     );
@@ -165,7 +166,7 @@ async fn story(args: &Args) -> Result<(String, Vec<Step>), BoxError> {
     step(
         "move to vm-b",
         t,
-        format!("fence, detach, attach, lease; epoch {}", lease_b.epoch),
+        format!("fence+detach, attach, lease; epoch {}", lease_b.epoch),
     );
 
     let t = Instant::now();
