@@ -1,23 +1,229 @@
 //! The crate's error type.
 
+use std::path::PathBuf;
+
+use crate::model::{Epoch, NodeId, PoolId, VolumeId, VolumeName};
+
+/// A boxed source error from a dependency (the journal store, for example). Foreign error types
+/// are never exposed in this crate's API; they are kept only as the `source()` chain.
+pub type BoxedSource = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Everything that can go wrong in `volume-core`.
 ///
 /// The enum is `#[non_exhaustive]`: later releases add variants without breaking callers that
-/// match on it.
+/// match on it. The variants follow CSI's error codes where one applies (named in each variant's
+/// documentation), so an adapter to CSI or Docker can map them without guessing.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The capability exists in the model but is not built in this release of the SDK.
+    /// The capability exists in the model but is not built in this release of the SDK, or the
+    /// backend does not offer it (CSI `UNIMPLEMENTED`).
     #[error("{feature} is not supported by this build of volume-core")]
     Unsupported {
         /// What was asked for.
         feature: &'static str,
     },
+    /// An argument was rejected before anything was changed (CSI `INVALID_ARGUMENT`).
+    #[error("invalid {what}: {reason}")]
+    InvalidArgument {
+        /// Which argument.
+        what: &'static str,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// No volume with this id exists (CSI `NOT_FOUND`).
+    #[error("unknown volume {id}")]
+    UnknownVolume {
+        /// The id that was asked for.
+        id: VolumeId,
+    },
+    /// The volume is attached to another node (CSI `FAILED_PRECONDITION`, naming the node).
+    #[error("volume {id} is attached to node {node}")]
+    AttachedElsewhere {
+        /// The volume.
+        id: VolumeId,
+        /// The node it is attached to.
+        node: NodeId,
+    },
+    /// The volume is not attached, so it has no device (CSI `FAILED_PRECONDITION`).
+    #[error("volume {id} is not attached")]
+    NotAttached {
+        /// The volume.
+        id: VolumeId,
+    },
+    /// A volume with this name exists in the pool with an incompatible spec
+    /// (CSI `ALREADY_EXISTS`).
+    #[error("a volume named {name} already exists in pool {pool} with a different spec")]
+    NameConflict {
+        /// The name.
+        name: VolumeName,
+        /// The pool.
+        pool: PoolId,
+    },
+    /// The pool cannot hold the requested size (CSI `RESOURCE_EXHAUSTED`).
+    #[error("pool {pool} cannot allocate {requested} bytes ({available} bytes available)")]
+    CapacityExhausted {
+        /// The pool.
+        pool: PoolId,
+        /// Bytes asked for, after rounding up to the allocation unit.
+        requested: u64,
+        /// Bytes still free.
+        available: u64,
+    },
+    /// The pool does not exist in this backend (CSI `NOT_FOUND`).
+    #[error("unknown pool {pool}")]
+    UnknownPool {
+        /// The pool.
+        pool: PoolId,
+    },
+    /// A mutating call carried a fencing epoch older than the one the volume has seen: the caller
+    /// was fenced (CSI `FAILED_PRECONDITION`).
+    #[error("volume {id}: epoch {presented} is stale (the volume has seen epoch {current})")]
+    StaleEpoch {
+        /// The volume.
+        id: VolumeId,
+        /// The epoch the caller presented.
+        presented: Epoch,
+        /// The newest epoch the volume has seen.
+        current: Epoch,
+    },
+    /// Another node holds a live lease on the volume and is not known to be dead, so the volume
+    /// cannot be taken from it (CSI `FAILED_PRECONDITION`).
+    #[error("volume {id} is leased to node {holder} (epoch {epoch}) and that node is not fenced")]
+    LeaseHeld {
+        /// The volume.
+        id: VolumeId,
+        /// The lease holder.
+        holder: NodeId,
+        /// The holder's epoch.
+        epoch: Epoch,
+    },
+    /// The caller's lease on the volume has lapsed or was superseded, so it may not use the
+    /// volume (CSI `FAILED_PRECONDITION`).
+    #[error("node {node} holds no live lease on volume {id}")]
+    LeaseLapsed {
+        /// The volume.
+        id: VolumeId,
+        /// The node that asked.
+        node: NodeId,
+    },
+    /// Another operation on the volume is pending (CSI `ABORTED`); retry later.
+    #[error("another operation on volume {id} is in progress")]
+    Busy {
+        /// The volume.
+        id: VolumeId,
+    },
+    /// The volume is in use in a way that forbids the operation (for example resizing an
+    /// attached volume on a backend that resizes offline only).
+    #[error("volume {id} is in use: {reason}")]
+    InUse {
+        /// The volume.
+        id: VolumeId,
+        /// What blocks the operation.
+        reason: &'static str,
+    },
+    /// The volume's image is locked by another process on this machine.
+    #[error("the image of volume {id} is locked by another process")]
+    Locked {
+        /// The volume.
+        id: VolumeId,
+    },
+    /// No snapshot of this name exists on the volume.
+    #[error("volume {id} has no snapshot named {snapshot}")]
+    UnknownSnapshot {
+        /// The volume.
+        id: VolumeId,
+        /// The snapshot name.
+        snapshot: String,
+    },
+    /// A filesystem operation failed.
+    #[error("{op} {path}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An external program (`losetup`, `qemu-img`) failed.
+    #[error("{program} failed ({status}): {stderr}")]
+    Command {
+        /// The program.
+        program: &'static str,
+        /// Its exit status, or how it could not be run.
+        status: String,
+        /// The last part of its standard error.
+        stderr: String,
+    },
+    /// Stored state could not be read back (a corrupt sidecar or journal record).
+    #[error("corrupt {what}: {reason}")]
+    Corrupt {
+        /// What was being read.
+        what: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// The journal store failed.
+    #[error("journal store: {op}")]
+    Store {
+        /// What was being done.
+        op: &'static str,
+        /// The store's error.
+        #[source]
+        source: BoxedSource,
+    },
+    /// The convergence loop ran out of iterations with work left.
+    #[error("did not converge after {iterations} iterations ({remaining} actions left)")]
+    DidNotConverge {
+        /// Iterations run.
+        iterations: u32,
+        /// Actions still planned in the last iteration.
+        remaining: usize,
+    },
+    /// A crash injected by a test hook at a step of a journaled operation.
+    #[error("crash injected at step {step}")]
+    InjectedCrash {
+        /// The step.
+        step: &'static str,
+    },
 }
+
+impl Error {
+    /// Builds an [`Error::InvalidArgument`].
+    pub(crate) fn invalid(what: &'static str, reason: impl Into<String>) -> Self {
+        Self::InvalidArgument {
+            what,
+            reason: reason.into(),
+        }
+    }
+
+    /// Builds an [`Error::Io`] from an `io::Error`.
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Builds an [`Error::Store`].
+    pub(crate) fn store(op: &'static str, source: impl Into<BoxedSource>) -> Self {
+        Self::Store {
+            op,
+            source: source.into(),
+        }
+    }
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]
 mod tests {
     use super::Error;
+    use crate::model::{NodeId, VolumeId};
 
     #[test]
     fn unsupported_names_the_feature() {
@@ -26,6 +232,15 @@ mod tests {
             e.to_string(),
             "x is not supported by this build of volume-core"
         );
+    }
+
+    #[test]
+    fn attached_elsewhere_names_the_node() {
+        let e = Error::AttachedElsewhere {
+            id: VolumeId::new("v1").unwrap(),
+            node: NodeId::new("vm-b").unwrap(),
+        };
+        assert_eq!(e.to_string(), "volume v1 is attached to node vm-b");
     }
 
     #[test]
