@@ -173,3 +173,51 @@ fn a_polymorphic_parameter_carries_its_xsi_type() {
         c.request()
     );
 }
+
+#[test]
+fn the_server_side_decodes_requests_and_encodes_responses_and_faults() {
+    use vsphere_client::codec::{decode_request, encode_fault, encode_response};
+    use vsphere_client::mo::methods::{CREATE_DISK_TASK, LOGIN};
+    use vsphere_client::types::InvalidLogin;
+
+    // The request a client writes is the request a server reads.
+    let c = Canned::new(
+        r#"<CreateDisk_TaskResponse xmlns="urn:vim25"><returnval type="Task">task-7</returnval></CreateDisk_TaskResponse>"#,
+    );
+    let spec = VslmCreateSpec {
+        name: "vol-b".into(),
+        capacity_in_mb: 128,
+        ..VslmCreateSpec::default()
+    };
+    ready(VcenterVStorageObjectManager::new("VStorageObjectManager").create_disk_task(&c, &spec))
+        .unwrap();
+    let mut req = decode_request(&c.request()).unwrap();
+    assert_eq!(req.method.name, "CreateDisk_Task");
+    assert_eq!(req.this.value, "VStorageObjectManager");
+    let got: VslmCreateSpec = req.one("spec").unwrap();
+    assert_eq!((got.name.as_str(), got.capacity_in_mb), ("vol-b", 128));
+
+    // Login's password arrives, but a request's Debug never shows it.
+    let c = Canned::new("<LoginResponse xmlns=\"urn:vim25\"/>");
+    let _ = ready(SessionManager::new("SessionManager").login(&c, "u", "pw-secret", None));
+    let mut req = decode_request(&c.request()).unwrap();
+    assert!(!format!("{req:?}").contains("pw-secret"));
+    assert_eq!(req.one::<String>("password").unwrap(), "pw-secret");
+    assert_eq!(req.opt::<String>("locale").unwrap(), None);
+
+    // A response the server encodes is one the client decodes.
+    let task = vsphere_client::codec::ManagedObjectReference::new("Task", "task-9");
+    let body = encode_response(&CREATE_DISK_TASK, &[&&task]);
+    let pending =
+        vsphere_client::rpc::task_one::<VStorageObject>(&body, &CREATE_DISK_TASK).unwrap();
+    assert_eq!(pending.task().reference().value, "task-9");
+
+    // A fault the server encodes is the typed fault the client sees.
+    let body = encode_fault("ServerFaultCode", "bad password", &InvalidLogin::default());
+    let err = vsphere_client::rpc::void(&body, &LOGIN).unwrap_err();
+    assert!(err.is_fault("InvalidLogin"), "{err}");
+
+    // Garbage and unknown methods are typed errors.
+    assert!(decode_request("<x/>").is_err());
+    assert!(decode_request(&c.request().replace("Login", "NoSuchMethod")).is_err());
+}

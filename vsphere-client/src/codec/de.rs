@@ -473,8 +473,9 @@ pub fn decode_object(
 
 /// The body of a SOAP response: a result, or a fault.
 pub(crate) enum Body {
-    /// `<XxxResponse>`, positioned before its first `<returnval>`.
-    Response,
+    /// The body's element (`<XxxResponse>`, or a request's method), positioned before its
+    /// first child; its local name.
+    Response(String),
     /// `<soapenv:Fault>`, decoded.
     Fault(super::SoapFault),
 }
@@ -488,7 +489,7 @@ pub fn decode_response(
     let mut d = Decoder::new(body);
     match open_body(&mut d)? {
         Body::Fault(fault) => Err(super::ResponseError::Fault(Box::new(fault))),
-        Body::Response => {
+        Body::Response(_) => {
             let mut result = result;
             while let Some(child) = d.next_child()? {
                 match (&mut result, child.local()) {
@@ -548,7 +549,7 @@ pub(crate) fn open_body(d: &mut Decoder<'_>) -> Result<Body, DecodeError> {
                 inner.position,
             ));
         }
-        return Ok(Body::Response);
+        return Ok(Body::Response(inner.local().to_owned()));
     }
 }
 

@@ -23,6 +23,7 @@ mod de;
 mod meta;
 mod poly;
 mod ser;
+mod server;
 mod value;
 
 use std::any::Any as StdAny;
@@ -36,6 +37,9 @@ pub use meta::{
 };
 pub use poly::{Obj, Poly};
 pub use ser::{Encoder, Param, XsiName, encode_object, encode_request};
+pub use server::{
+    ParamError, Request, decode_request, encode_fault, encode_response, lookup_method,
+};
 pub use value::{
     Binary, DateTime, ManagedObjectReference, OptSlot, SecretString, Value, ValueSlot, VecSlot,
     VimEnum,

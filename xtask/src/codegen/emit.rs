@@ -406,14 +406,18 @@ impl Gen<'_> {
 
     /// The static name of each method's descriptor, unique across managed types.
     fn method_statics(&self) -> BTreeMap<(String, String), String> {
+        Self::method_statics_of(self.ix.schema)
+    }
+
+    fn method_statics_of(schema: &Schema) -> BTreeMap<(String, String), String> {
         let mut count: BTreeMap<String, usize> = BTreeMap::new();
-        for m in &self.ix.schema.managed {
+        for m in &schema.managed {
             for meth in &m.methods {
                 *count.entry(screaming(&meth.name)).or_default() += 1;
             }
         }
         let mut out = BTreeMap::new();
-        for m in &self.ix.schema.managed {
+        for m in &schema.managed {
             for meth in &m.methods {
                 let base = screaming(&meth.name);
                 let name = if count[&base] > 1 {
@@ -724,7 +728,30 @@ impl Gen<'_> {
         for (n, r) in table {
             let _ = writeln!(s, "    ({n:?}, {r}),");
         }
-        s.push_str("];\n");
+        s.push_str("];\n\n");
+
+        let mut methods: Vec<(&str, String)> = Vec::new();
+        let statics = Gen::method_statics_of(schema);
+        for m in &schema.managed {
+            for meth in &m.methods {
+                methods.push((
+                    &meth.name,
+                    statics[&(m.name.clone(), meth.name.clone())].clone(),
+                ));
+            }
+        }
+        methods.sort();
+        s.push_str("/// Every method by wire name (a name may repeat across managed types), sorted.\npub(crate) static METHOD_TABLE: &[(&str, &crate::codec::MethodInfo)] = &[\n");
+        for (n, st) in methods {
+            let _ = writeln!(s, "    ({n:?}, &methods::{st}),");
+        }
+        s.push_str("];\n\n/// The base of a managed type, by wire name.\npub(crate) fn managed_base(name: &str) -> Option<&'static str> {\n    match name {\n");
+        for m in &schema.managed {
+            if let Some(b) = &m.base {
+                let _ = writeln!(s, "        {:?} => Some({b:?}),", m.name);
+            }
+        }
+        s.push_str("        _ => None,\n    }\n}\n");
         s
     }
 }
