@@ -20,11 +20,15 @@
 //! VMs through task kinds that callers register, never through a compile-time dependency. No
 //! workspace crate but the examples and the C API may depend on it.
 
+pub mod approval;
 pub mod binding;
 mod error;
 pub mod expr;
+pub mod gate;
+pub mod journal;
 pub mod load;
 pub mod model;
+pub mod state;
 pub mod task;
 
 pub use error::{Error, Refusal};
