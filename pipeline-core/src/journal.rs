@@ -256,6 +256,11 @@ pub enum Record {
     },
     /// The run was paused.
     Paused,
+    /// The engine let go of the run: it waits for these approval requests.
+    Parked {
+        /// The open requests.
+        requests: Vec<String>,
+    },
     /// The run was resumed: failed, cancelled and skipped tasks and failed gates start over.
     Resumed,
     /// Someone asked to cancel the run.

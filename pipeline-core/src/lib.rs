@@ -21,8 +21,10 @@
 //! workspace crate but the examples and the C API may depend on it.
 
 pub mod approval;
+pub mod artifact;
 pub mod binding;
 mod error;
+pub mod engine;
 pub mod expr;
 pub mod gate;
 pub mod journal;

@@ -255,6 +255,18 @@ impl RunState {
     pub fn apply(&mut self, entry: &Entry) {
         self.version = entry.version;
         let at = entry.at;
+        if self.status == RunStatus::Waiting
+            && matches!(
+                entry.record,
+                Record::TaskStarted { .. }
+                    | Record::AttemptStarted { .. }
+                    | Record::TaskFinished { .. }
+                    | Record::GatePassed { .. }
+                    | Record::GateFailed { .. }
+            )
+        {
+            self.status = RunStatus::Running;
+        }
         match &entry.record {
             Record::RunCreated { .. } => {}
             Record::GateOpened { gate } => {
@@ -289,9 +301,6 @@ impl RunState {
                         audit,
                     },
                 );
-                if self.status == RunStatus::Running {
-                    self.status = RunStatus::Waiting;
-                }
             }
             Record::ApprovalDecided {
                 request,
@@ -364,6 +373,7 @@ impl RunState {
                 t.running_attempt = None;
             }
             Record::Paused => self.status = RunStatus::Paused,
+            Record::Parked { .. } => self.status = RunStatus::Waiting,
             Record::Resumed => {
                 self.status = RunStatus::Running;
                 self.message.clear();
