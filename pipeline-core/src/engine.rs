@@ -964,7 +964,8 @@ impl Driver {
                         cancel: self.control.cancel.signal(),
                         work_dir: self.work_dir.clone(),
                     };
-                    self.attempt(kind.as_ref(), ctx, attempt_deadline).await
+                    self.attempt(kind.as_ref(), ctx, attempt_deadline, si >= self.pipeline.stages.len())
+                        .await
                 }
                 Ok(_) => AttemptEnd::Failed(TaskFailure::permanent("input is not a map")),
                 Err(e) => AttemptEnd::Failed(TaskFailure::permanent(format!("input: {e}"))),
@@ -1044,7 +1045,14 @@ impl Driver {
         kind: &dyn TaskKind,
         mut ctx: TaskContext,
         deadline: Option<Timestamp>,
+        in_finally: bool,
     ) -> AttemptEnd {
+        // `finally` tasks run after a graceful cancel; only a hard one stops them.
+        let stop_at = if in_finally {
+            CancelLevel::Hard
+        } else {
+            CancelLevel::Graceful
+        };
         let (handle, signal) = CancelHandle::new();
         ctx.cancel = signal;
         let fut = kind.run(ctx);
@@ -1057,13 +1065,13 @@ impl Driver {
         tokio::pin!(sleep);
         let mut graceful = self.control.cancel.signal();
         let mut hard = self.control.cancel.signal();
-        let mut forwarded_graceful = false;
+        let mut forwarded_graceful = in_finally;
         loop {
             tokio::select! {
                 r = &mut fut => {
                     return match r {
                         Ok(v) => AttemptEnd::Ok(v),
-                        Err(_) if self.cancel_level() > CancelLevel::None => AttemptEnd::Cancelled,
+                        Err(_) if self.cancel_level() >= stop_at => AttemptEnd::Cancelled,
                         Err(f) => AttemptEnd::Failed(f),
                     };
                 }

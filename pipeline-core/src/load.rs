@@ -346,6 +346,16 @@ impl Validator<'_> {
         let mut variables = BTreeMap::new();
         for (name, var) in &raw.variables {
             let value = match (&var.value.value, &var.value.from_env) {
+                (Some(_), None) if var.value.kind == VariableKind::Secret => {
+                    self.err(
+                        at(var),
+                        format!(
+                            "secret variable `{name}` must take its value from `fromEnv`, never \
+                             inline (pipelines are journaled)"
+                        ),
+                    );
+                    String::new()
+                }
                 (Some(v), None) => v.clone(),
                 (None, Some(env)) => std::env::var(env).unwrap_or_default(),
                 _ => {
@@ -955,7 +965,7 @@ _inputMeta:
 variables:
   token:
     type: SECRET
-    value: s3cr3t
+    fromEnv: PATH
 stageOrder: [Build, Release]
 stages:
   Build:
@@ -1051,7 +1061,9 @@ finally:
         let entry = p.stages[1].entry_gate.as_ref().unwrap();
         assert_eq!(entry.mode, GateMode::Any);
         assert_eq!(p.finally.as_ref().unwrap().tasks.len(), 1);
-        assert_eq!(p.secrets(), vec!["s3cr3t".to_owned()]);
+        assert_eq!(p.secrets(), vec![std::env::var("PATH").unwrap()]);
+        let inline = GOOD.replace("fromEnv: PATH", "value: s3cr3t");
+        assert!(diags(&inline)[0].message.contains("never inline"));
     }
 
     #[test]
