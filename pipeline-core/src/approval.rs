@@ -114,8 +114,8 @@ pub fn check(
         }
     }
     let p = &request.policy;
-    let listed = p.approvers.iter().any(|a| *a == actor.name)
-        || actor.groups.iter().any(|g| p.groups.contains(g));
+    let listed =
+        p.approvers.contains(&actor.name) || actor.groups.iter().any(|g| p.groups.contains(g));
     if !listed {
         return Err(Refusal::NotAnApprover);
     }
@@ -179,15 +179,37 @@ mod tests {
     fn quorum_counts_distinct_approvers() {
         let mut r = request(2);
         decide(&mut r, "ann", true);
-        assert_eq!(status(&r, Timestamp(5)), ApprovalStatus::Pending { approvals: 1, needed: 2 });
         assert_eq!(
-            check("run", "g", &r, "zed", &Actor::user("ann"), Timestamp(5), &PolicyOnly),
+            status(&r, Timestamp(5)),
+            ApprovalStatus::Pending {
+                approvals: 1,
+                needed: 2
+            }
+        );
+        assert_eq!(
+            check(
+                "run",
+                "g",
+                &r,
+                "zed",
+                &Actor::user("ann"),
+                Timestamp(5),
+                &PolicyOnly
+            ),
             Err(Refusal::Duplicate)
         );
         decide(&mut r, "bob", true);
         assert_eq!(status(&r, Timestamp(5)), ApprovalStatus::Approved);
         assert_eq!(
-            check("run", "g", &r, "zed", &Actor::user("cy"), Timestamp(5), &PolicyOnly),
+            check(
+                "run",
+                "g",
+                &r,
+                "zed",
+                &Actor::user("cy"),
+                Timestamp(5),
+                &PolicyOnly
+            ),
             Err(Refusal::AlreadyDecided)
         );
     }
@@ -197,19 +219,38 @@ mod tests {
         let mut r = request(2);
         decide(&mut r, "ann", true);
         decide(&mut r, "bob", false);
-        assert_eq!(status(&r, Timestamp(5)), ApprovalStatus::Rejected { by: "bob".into() });
+        assert_eq!(
+            status(&r, Timestamp(5)),
+            ApprovalStatus::Rejected { by: "bob".into() }
+        );
     }
 
     #[test]
     fn self_approval_is_refused_unless_allowed() {
         let mut r = request(1);
         assert_eq!(
-            check("run", "g", &r, "ann", &Actor::user("ann"), Timestamp(5), &PolicyOnly),
+            check(
+                "run",
+                "g",
+                &r,
+                "ann",
+                &Actor::user("ann"),
+                Timestamp(5),
+                &PolicyOnly
+            ),
             Err(Refusal::SelfApproval)
         );
         r.policy.allow_self_approval = true;
         assert_eq!(
-            check("run", "g", &r, "ann", &Actor::user("ann"), Timestamp(5), &PolicyOnly),
+            check(
+                "run",
+                "g",
+                &r,
+                "ann",
+                &Actor::user("ann"),
+                Timestamp(5),
+                &PolicyOnly
+            ),
             Ok(())
         );
     }
@@ -221,18 +262,45 @@ mod tests {
             name: "dee".into(),
             groups: vec!["release".into()],
         };
-        assert_eq!(check("run", "g", &r, "zed", &member, Timestamp(5), &PolicyOnly), Ok(()));
         assert_eq!(
-            check("run", "g", &r, "zed", &Actor::user("eve"), Timestamp(5), &PolicyOnly),
+            check("run", "g", &r, "zed", &member, Timestamp(5), &PolicyOnly),
+            Ok(())
+        );
+        assert_eq!(
+            check(
+                "run",
+                "g",
+                &r,
+                "zed",
+                &Actor::user("eve"),
+                Timestamp(5),
+                &PolicyOnly
+            ),
             Err(Refusal::NotAnApprover)
         );
         assert_eq!(
-            check("run", "g", &r, "zed", &Actor::user("cy"), Timestamp(5), &DenyCy),
+            check(
+                "run",
+                "g",
+                &r,
+                "zed",
+                &Actor::user("cy"),
+                Timestamp(5),
+                &DenyCy
+            ),
             Err(Refusal::Unauthorized("cy is on leave".into()))
         );
         assert_eq!(status(&r, Timestamp(1000)), ApprovalStatus::Expired);
         assert_eq!(
-            check("run", "g", &r, "zed", &Actor::user("ann"), Timestamp(1000), &PolicyOnly),
+            check(
+                "run",
+                "g",
+                &r,
+                "zed",
+                &Actor::user("ann"),
+                Timestamp(1000),
+                &PolicyOnly
+            ),
             Err(Refusal::Expired)
         );
     }

@@ -11,6 +11,7 @@
 //! Not built in this release: the Artifactory backend (use [`crate::Error::Unsupported`]).
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -87,8 +88,12 @@ pub trait ArtifactStore: Send + Sync {
     /// The bytes of a blob, checked against its digest.
     async fn fetch(&self, digest: &str) -> Result<Vec<u8>, Error>;
     /// A version's metadata.
-    async fn version(&self, repo: &str, name: &str, version: &str)
-    -> Result<Option<VersionInfo>, Error>;
+    async fn version(
+        &self,
+        repo: &str,
+        name: &str,
+        version: &str,
+    ) -> Result<Option<VersionInfo>, Error>;
     /// Sets (or, with an empty value, removes) properties of a version.
     async fn set_properties(
         &self,
@@ -115,8 +120,12 @@ pub trait ArtifactStore: Send + Sync {
         reason: &str,
     ) -> Result<(), Error>;
     /// A channel's history, oldest first; its current version is the last.
-    async fn channel(&self, repo: &str, name: &str, channel: &str)
-    -> Result<Vec<ChannelMove>, Error>;
+    async fn channel(
+        &self,
+        repo: &str,
+        name: &str,
+        channel: &str,
+    ) -> Result<Vec<ChannelMove>, Error>;
     /// Copies a version to another repository by digest (no rebuild) and records who did it.
     async fn promote(
         &self,
@@ -129,7 +138,13 @@ pub trait ArtifactStore: Send + Sync {
     ) -> Result<ArtifactRef, Error>;
 
     /// Records that a version passed a stage.
-    async fn mark_passed(&self, repo: &str, name: &str, version: &str, stage: &str) -> Result<(), Error> {
+    async fn mark_passed(
+        &self,
+        repo: &str,
+        name: &str,
+        version: &str,
+        stage: &str,
+    ) -> Result<(), Error> {
         let props = BTreeMap::from([(format!("passed.{stage}"), "true".to_owned())]);
         self.set_properties(repo, name, version, props).await
     }
@@ -158,8 +173,8 @@ pub fn digest(data: &[u8]) -> String {
     let hash = Sha256::digest(data);
     let mut s = String::with_capacity(71);
     s.push_str("sha256:");
-    for b in hash.iter() {
-        s.push_str(&format!("{b:02x}"));
+    for b in &hash {
+        let _ = write!(s, "{b:02x}");
     }
     s
 }
@@ -397,7 +412,8 @@ impl ArtifactStore for LocalStore {
                 .iter()
                 .all(|(k, v)| info.properties.get(k) == Some(v))
                 && best.as_ref().is_none_or(|b| {
-                    (info.created_at, &info.reference.version) > (b.created_at, &b.reference.version)
+                    (info.created_at, &info.reference.version)
+                        > (b.created_at, &b.reference.version)
                 })
             {
                 best = Some(info);
@@ -519,7 +535,12 @@ impl ArtifactStore for LocalStore {
 
 /// An in-toto Statement v1 with an SLSA provenance v1 predicate for a run that produced
 /// `subjects`.
-pub fn provenance(run: &RunState, pipeline_name: &str, subjects: &[ArtifactRef], builder_id: &str) -> Value {
+pub fn provenance(
+    run: &RunState,
+    pipeline_name: &str,
+    subjects: &[ArtifactRef],
+    builder_id: &str,
+) -> Value {
     let finished = run
         .tasks
         .values()
@@ -572,24 +593,49 @@ mod tests {
     async fn versions_are_immutable_and_content_addressed() {
         let s = store("immutable");
         let r = s
-            .publish("dev", "app", "1.0", "application/gzip", b"v1", BTreeMap::new())
+            .publish(
+                "dev",
+                "app",
+                "1.0",
+                "application/gzip",
+                b"v1",
+                BTreeMap::new(),
+            )
             .await
             .unwrap();
         assert_eq!(r.digest, digest(b"v1"));
         assert_eq!(s.fetch(&r.digest).await.unwrap(), b"v1");
         // Same bytes again: fine. Other bytes: refused.
-        s.publish("dev", "app", "1.0", "application/gzip", b"v1", BTreeMap::new())
-            .await
-            .unwrap();
+        s.publish(
+            "dev",
+            "app",
+            "1.0",
+            "application/gzip",
+            b"v1",
+            BTreeMap::new(),
+        )
+        .await
+        .unwrap();
         let e = s
-            .publish("dev", "app", "1.0", "application/gzip", b"v2", BTreeMap::new())
+            .publish(
+                "dev",
+                "app",
+                "1.0",
+                "application/gzip",
+                b"v2",
+                BTreeMap::new(),
+            )
             .await
             .unwrap_err();
         assert!(e.to_string().contains("immutable"), "{e}");
         // A tampered blob is detected.
         fs::write(s.blob_path(&r.digest).unwrap(), b"evil").unwrap();
         assert!(s.fetch(&r.digest).await.is_err());
-        assert!(s.publish("../x", "app", "1", "t", b"", BTreeMap::new()).await.is_err());
+        assert!(
+            s.publish("../x", "app", "1", "t", b"", BTreeMap::new())
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test]
@@ -601,20 +647,40 @@ mod tests {
                 .unwrap();
             tokio::time::sleep(std::time::Duration::from_millis(3)).await;
         }
-        assert!(s.latest_passed("dev", "app", "Test").await.unwrap().is_none());
+        assert!(
+            s.latest_passed("dev", "app", "Test")
+                .await
+                .unwrap()
+                .is_none()
+        );
         s.mark_passed("dev", "app", "1", "Test").await.unwrap();
         s.mark_passed("dev", "app", "2", "Test").await.unwrap();
-        let latest = s.latest_passed("dev", "app", "Test").await.unwrap().unwrap();
+        let latest = s
+            .latest_passed("dev", "app", "Test")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(latest.reference.version, "2");
 
-        s.set_channel("dev", "app", "latest", "1", "ann", "first").await.unwrap();
-        s.set_channel("dev", "app", "latest", "2", "bob", "tests passed").await.unwrap();
+        s.set_channel("dev", "app", "latest", "1", "ann", "first")
+            .await
+            .unwrap();
+        s.set_channel("dev", "app", "latest", "2", "bob", "tests passed")
+            .await
+            .unwrap();
         let h = s.channel("dev", "app", "latest").await.unwrap();
         assert_eq!(h.len(), 2);
         assert_eq!((h[1].version.as_str(), h[1].actor.as_str()), ("2", "bob"));
-        assert!(s.set_channel("dev", "app", "latest", "9", "x", "").await.is_err());
+        assert!(
+            s.set_channel("dev", "app", "latest", "9", "x", "")
+                .await
+                .is_err()
+        );
 
-        let p = s.promote("dev", "prod", "app", "2", "cy", "release").await.unwrap();
+        let p = s
+            .promote("dev", "prod", "app", "2", "cy", "release")
+            .await
+            .unwrap();
         assert_eq!(p.digest, latest.reference.digest);
         assert_eq!(p.repo, "prod");
         let info = s.version("prod", "app", "2").await.unwrap().unwrap();

@@ -86,7 +86,9 @@ impl Binding {
                 let task = key(1)
                     .ok_or_else(|| format!("`${{{text}}}` must be Stage.Task.output.path"))?;
                 match key(2).as_deref() {
-                    Some("status") if segments.len() == 3 => Ok(Self::Status { stage: first, task }),
+                    Some("status") if segments.len() == 3 => {
+                        Ok(Self::Status { stage: first, task })
+                    }
                     Some("output") if segments.len() > 3 => Ok(Self::Output {
                         stage: first,
                         task,
@@ -269,9 +271,7 @@ impl Template {
     /// Resolves the template: a lone binding keeps its JSON type, anything else is a string.
     pub fn resolve(&self, scope: &dyn Scope) -> Result<Value, String> {
         if let Some(b) = self.single_binding() {
-            return b
-                .resolve(scope)
-                .ok_or_else(|| format!("{b} has no value"));
+            return b.resolve(scope).ok_or_else(|| format!("{b} has no value"));
         }
         let mut out = String::new();
         for part in &self.parts {
@@ -344,8 +344,14 @@ mod tests {
 
     #[test]
     fn parses_all_binding_kinds() {
-        assert_eq!(Binding::parse("input.x").unwrap(), Binding::Input("x".into()));
-        assert_eq!(Binding::parse("var.tok").unwrap(), Binding::Var("tok".into()));
+        assert_eq!(
+            Binding::parse("input.x").unwrap(),
+            Binding::Input("x".into())
+        );
+        assert_eq!(
+            Binding::parse("var.tok").unwrap(),
+            Binding::Var("tok".into())
+        );
         assert_eq!(
             Binding::parse("S.t.status").unwrap(),
             Binding::Status {
@@ -364,15 +370,21 @@ mod tests {
     fn templates_resolve_with_types_and_text() {
         let mut scope = MapScope::default();
         scope.inputs.insert("v".into(), "1.2".into());
-        scope
-            .outputs
-            .insert(("B".into(), "t".into()), json!({"n": 3, "list": ["a", "b"]}));
+        scope.outputs.insert(
+            ("B".into(), "t".into()),
+            json!({"n": 3, "list": ["a", "b"]}),
+        );
         let lone = Template::parse("${B.t.output.n}").unwrap();
         assert_eq!(lone.resolve(&scope).unwrap(), json!(3));
         let mixed = Template::parse("v${input.v}-${B.t.output.list[1]}-${B.t.output.n}").unwrap();
         assert_eq!(mixed.resolve(&scope).unwrap(), json!("v1.2-b-3"));
         let missing = Template::parse("${B.t.output.nope}").unwrap();
-        assert!(missing.resolve(&scope).unwrap_err().contains("has no value"));
+        assert!(
+            missing
+                .resolve(&scope)
+                .unwrap_err()
+                .contains("has no value")
+        );
         let escaped = Template::parse("$${HOME} ${input.v}").unwrap();
         assert_eq!(escaped.resolve(&scope).unwrap(), json!("${HOME} 1.2"));
     }

@@ -166,11 +166,7 @@ impl EngineBuilder {
 fn new_run_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!(
-        "r{:x}-{:x}-{n:x}",
-        Timestamp::now().0,
-        std::process::id()
-    )
+    format!("r{:x}-{:x}-{n:x}", Timestamp::now().0, std::process::id())
 }
 
 impl Engine {
@@ -222,7 +218,10 @@ impl Engine {
             }
         }
         for (k, def) in &pipeline.inputs {
-            let v = inputs.get(k).cloned().unwrap_or_else(|| def.default.clone());
+            let v = inputs
+                .get(k)
+                .cloned()
+                .unwrap_or_else(|| def.default.clone());
             if def.mandatory && v.is_empty() {
                 return Err(Error::Input(format!("input `{k}` is mandatory")));
             }
@@ -239,7 +238,10 @@ impl Engine {
                 work_dir: work_dir.join(&run).to_string_lossy().into_owned(),
             },
         };
-        self.inner.store.append(&run, 0, vec![entry.clone()]).await?;
+        self.inner
+            .store
+            .append(&run, 0, vec![entry.clone()])
+            .await?;
         let _ = self.inner.events.send(RunEvent {
             run: run.clone(),
             version: 1,
@@ -473,10 +475,12 @@ impl Engine {
         }
         for _ in 0..5 {
             let state = self.status(run).await?;
-            state.check(&record).map_err(|message| Error::InvalidState {
-                run: run.to_owned(),
-                message,
-            })?;
+            state
+                .check(&record)
+                .map_err(|message| Error::InvalidState {
+                    run: run.to_owned(),
+                    message,
+                })?;
             let entry = Entry {
                 version: state.version + 1,
                 at: Timestamp::now(),
@@ -587,12 +591,12 @@ impl Driver {
             .into_iter()
             .enumerate()
             .map(|(i, mut record)| {
-                if !self.secrets.is_empty() {
-                    if let Ok(mut v) = serde_json::to_value(&record) {
-                        redact(&mut v, &self.secrets);
-                        if let Ok(r) = serde_json::from_value(v) {
-                            record = r;
-                        }
+                if !self.secrets.is_empty()
+                    && let Ok(mut v) = serde_json::to_value(&record)
+                {
+                    redact(&mut v, &self.secrets);
+                    if let Ok(r) = serde_json::from_value(v) {
+                        record = r;
                     }
                 }
                 Entry {
@@ -691,7 +695,10 @@ impl Driver {
                 .collect()
         };
         if !interrupted.is_empty() {
-            tracing::info!(count = interrupted.len(), "reconciling interrupted attempts");
+            tracing::info!(
+                count = interrupted.len(),
+                "reconciling interrupted attempts"
+            );
             self.commit(interrupted).await?;
         }
         Ok(())
@@ -758,10 +765,14 @@ impl Driver {
             .collect();
         let mut failure: Option<String> = None;
         for (i, s) in statuses.iter().enumerate() {
-            if matches!(s, TaskStatus::Failed | TaskStatus::TimedOut | TaskStatus::Cancelled)
-                && !stage.tasks[i].ignore_failure
+            if matches!(
+                s,
+                TaskStatus::Failed | TaskStatus::TimedOut | TaskStatus::Cancelled
+            ) && !stage.tasks[i].ignore_failure
             {
-                failure.get_or_insert_with(|| format!("task {}.{} failed", stage.name, stage.tasks[i].name));
+                failure.get_or_insert_with(|| {
+                    format!("task {}.{} failed", stage.name, stage.tasks[i].name)
+                });
             }
         }
         let mut waiting = Vec::new();
@@ -805,7 +816,12 @@ impl Driver {
             let task = &stage.tasks[i];
             match status {
                 TaskStatus::Failed | TaskStatus::TimedOut if !task.ignore_failure => {
-                    let message = self.state.lock().await.task(&stage.name, &task.name).message;
+                    let message = self
+                        .state
+                        .lock()
+                        .await
+                        .task(&stage.name, &task.name)
+                        .message;
                     failure.get_or_insert_with(|| {
                         format!("task {}.{} failed: {message}", stage.name, task.name)
                     });
@@ -869,21 +885,26 @@ impl Driver {
         if ts.status.is_terminal() {
             return Ok(ts.status);
         }
-        if !ts.started && ts.last_attempt == ts.budget_base {
-            if let Some(c) = &task.pre_condition {
-                let r = {
-                    let st = self.state.lock().await;
-                    c.evaluate(&st.scope(&self.vars))
-                };
-                match r {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        let msg = format!("preCondition `{}` is false", c.source());
-                        return self.finish(stage, task, TaskStatus::Skipped, json!({}), msg).await;
-                    }
-                    Err(e) => {
-                        return self.finish(stage, task, TaskStatus::Failed, json!({}), e).await;
-                    }
+        if !ts.started
+            && ts.last_attempt == ts.budget_base
+            && let Some(c) = &task.pre_condition
+        {
+            let r = {
+                let st = self.state.lock().await;
+                c.evaluate(&st.scope(&self.vars))
+            };
+            match r {
+                Ok(true) => {}
+                Ok(false) => {
+                    let msg = format!("preCondition `{}` is false", c.source());
+                    return self
+                        .finish(stage, task, TaskStatus::Skipped, json!({}), msg)
+                        .await;
+                }
+                Err(e) => {
+                    return self
+                        .finish(stage, task, TaskStatus::Failed, json!({}), e)
+                        .await;
                 }
             }
         }
@@ -894,7 +915,9 @@ impl Driver {
         }
         let Some(kind) = self.inner.registry.get(&task.kind) else {
             let msg = format!("task type {} has no executor in this engine", task.kind);
-            return self.finish(stage, task, TaskStatus::Failed, json!({}), msg).await;
+            return self
+                .finish(stage, task, TaskStatus::Failed, json!({}), msg)
+                .await;
         };
         if !ts.started {
             let deadline = task.timeout.total.map(|d| Timestamp::now().plus(d));
@@ -908,27 +931,35 @@ impl Driver {
         loop {
             let ts = self.state.lock().await.task(&stage.name, &task.name);
             let now = Timestamp::now();
-            if let Some(dl) = ts.deadline {
-                if now >= dl {
-                    let msg = format!(
-                        "total timeout of {:?} reached",
-                        task.timeout.total.unwrap_or_default()
-                    );
-                    return self.finish(stage, task, TaskStatus::TimedOut, json!({}), msg).await;
-                }
+            if let Some(dl) = ts.deadline
+                && now >= dl
+            {
+                let msg = format!(
+                    "total timeout of {:?} reached",
+                    task.timeout.total.unwrap_or_default()
+                );
+                return self
+                    .finish(stage, task, TaskStatus::TimedOut, json!({}), msg)
+                    .await;
             }
-            if let Some(nb) = ts.not_before {
-                if nb > now {
-                    let mut sig = self.control.cancel.signal();
-                    tokio::select! {
-                        () = tokio::time::sleep(now.until(nb)) => {}
-                        () = sig.reached(CancelLevel::Graceful) => {}
-                    }
+            if let Some(nb) = ts.not_before
+                && nb > now
+            {
+                let mut sig = self.control.cancel.signal();
+                tokio::select! {
+                    () = tokio::time::sleep(now.until(nb)) => {}
+                    () = sig.reached(CancelLevel::Graceful) => {}
                 }
             }
             if self.cancel_level() > CancelLevel::None && si < self.pipeline.stages.len() {
                 return self
-                    .finish(stage, task, TaskStatus::Cancelled, json!({}), "cancelled".into())
+                    .finish(
+                        stage,
+                        task,
+                        TaskStatus::Cancelled,
+                        json!({}),
+                        "cancelled".into(),
+                    )
                     .await;
             }
             let _run_permit = Arc::clone(&self.run_slots).acquire_owned().await;
@@ -964,8 +995,13 @@ impl Driver {
                         cancel: self.control.cancel.signal(),
                         work_dir: self.work_dir.clone(),
                     };
-                    self.attempt(kind.as_ref(), ctx, attempt_deadline, si >= self.pipeline.stages.len())
-                        .await
+                    self.attempt(
+                        kind.as_ref(),
+                        ctx,
+                        attempt_deadline,
+                        si >= self.pipeline.stages.len(),
+                    )
+                    .await
                 }
                 Ok(_) => AttemptEnd::Failed(TaskFailure::permanent("input is not a map")),
                 Err(e) => AttemptEnd::Failed(TaskFailure::permanent(format!("input: {e}"))),
@@ -1002,7 +1038,13 @@ impl Driver {
                 }
                 AttemptEnd::TimedOut(outputs) => {
                     let msg = format!("attempt {attempt} timed out");
-                    (AttemptOutcome::TimedOut, TaskStatus::TimedOut, outputs, msg, true)
+                    (
+                        AttemptOutcome::TimedOut,
+                        TaskStatus::TimedOut,
+                        outputs,
+                        msg,
+                        true,
+                    )
                 }
                 AttemptEnd::Failed(f) => (
                     AttemptOutcome::Failed {
@@ -1108,15 +1150,30 @@ impl Driver {
         };
         match r {
             Ok(true) => {
-                self.finish(stage, task, TaskStatus::Succeeded, json!({"result": true}), String::new())
-                    .await
+                self.finish(
+                    stage,
+                    task,
+                    TaskStatus::Succeeded,
+                    json!({"result": true}),
+                    String::new(),
+                )
+                .await
             }
             Ok(false) => {
                 let msg = format!("condition `{source}` is false");
-                self.finish(stage, task, TaskStatus::Failed, json!({"result": false}), msg)
+                self.finish(
+                    stage,
+                    task,
+                    TaskStatus::Failed,
+                    json!({"result": false}),
+                    msg,
+                )
+                .await
+            }
+            Err(e) => {
+                self.finish(stage, task, TaskStatus::Failed, json!({}), e)
                     .await
             }
-            Err(e) => self.finish(stage, task, TaskStatus::Failed, json!({}), e).await,
         }
     }
 
@@ -1130,7 +1187,13 @@ impl Driver {
             Ok(_) => Map::new(),
             Err(e) => {
                 return self
-                    .finish(stage, task, TaskStatus::Failed, json!({}), format!("input: {e}"))
+                    .finish(
+                        stage,
+                        task,
+                        TaskStatus::Failed,
+                        json!({}),
+                        format!("input: {e}"),
+                    )
                     .await;
             }
         };
@@ -1138,13 +1201,22 @@ impl Driver {
             input
                 .get(k)
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         let expires = input
             .get("expiresAfterSeconds")
             .and_then(Value::as_f64)
-            .or_else(|| input.get("expirationInDays").and_then(Value::as_f64).map(|d| d * 86400.0))
+            .or_else(|| {
+                input
+                    .get("expirationInDays")
+                    .and_then(Value::as_f64)
+                    .map(|d| d * 86400.0)
+            })
             .and_then(|s| Duration::try_from_secs_f64(s).ok());
         let policy = ApprovalPolicy {
             name: task.name.clone(),
@@ -1172,7 +1244,9 @@ impl Driver {
         };
         if policy.approvers.is_empty() && policy.groups.is_empty() {
             let msg = "UserOperation needs approvers or groups".to_owned();
-            return self.finish(stage, task, TaskStatus::Failed, json!({}), msg).await;
+            return self
+                .finish(stage, task, TaskStatus::Failed, json!({}), msg)
+                .await;
         }
         let request = format!("{}.{}", stage.name, task.name);
         let (status, _) = self.approval(&request, &policy).await?;
@@ -1193,8 +1267,14 @@ impl Driver {
         };
         match status {
             ApprovalStatus::Approved => {
-                self.finish(stage, task, TaskStatus::Succeeded, outputs("Approved"), String::new())
-                    .await
+                self.finish(
+                    stage,
+                    task,
+                    TaskStatus::Succeeded,
+                    outputs("Approved"),
+                    String::new(),
+                )
+                .await
             }
             ApprovalStatus::Rejected { by } => {
                 let msg = format!("rejected by {by}");
@@ -1209,11 +1289,23 @@ impl Driver {
                     }])
                     .await?;
                     self.control.cancel.cancel(CancelLevel::Graceful);
-                    self.finish(stage, task, TaskStatus::Cancelled, outputs("Expired"), "approval expired".into())
-                        .await
+                    self.finish(
+                        stage,
+                        task,
+                        TaskStatus::Cancelled,
+                        outputs("Expired"),
+                        "approval expired".into(),
+                    )
+                    .await
                 } else {
-                    self.finish(stage, task, TaskStatus::Failed, outputs("Expired"), "approval expired".into())
-                        .await
+                    self.finish(
+                        stage,
+                        task,
+                        TaskStatus::Failed,
+                        outputs("Expired"),
+                        "approval expired".into(),
+                    )
+                    .await
                 }
             }
             _ => Ok(TaskStatus::Waiting),
@@ -1252,21 +1344,22 @@ impl Driver {
                 Some(Some(r)) => return Ok(Flow::Fail(format!("gate {} failed: {r}", gate.id))),
                 None => {}
             }
-            let opened_at = match g.and_then(|g| g.opened_at) {
-                Some(t) => t,
-                None => {
-                    self.commit(vec![Record::GateOpened {
-                        gate: gate.id.clone(),
-                    }])
-                    .await?;
-                    Timestamp::now()
-                }
+            let opened_at = if let Some(t) = g.and_then(|g| g.opened_at) {
+                t
+            } else {
+                self.commit(vec![Record::GateOpened {
+                    gate: gate.id.clone(),
+                }])
+                .await?;
+                Timestamp::now()
             };
             let now = Timestamp::now();
             let mut verdicts = Vec::new();
             let mut cancel_reason = None;
             for rule in &gate.rules {
-                let v = self.rule(gate, rule, opened_at, now, &mut cancel_reason).await?;
+                let v = self
+                    .rule(gate, rule, opened_at, now, &mut cancel_reason)
+                    .await?;
                 verdicts.push(v);
             }
             match gate::combine(gate.mode, verdicts) {
@@ -1398,8 +1491,9 @@ impl Driver {
                     Ok(v) => v.to_string(),
                     Err(e) => return Ok(Verdict::Fail(e)),
                 };
-                std::fs::create_dir_all(&self.work_dir)
-                    .map_err(|e| Error::io(format!("cannot create {}", self.work_dir.display()), e))?;
+                std::fs::create_dir_all(&self.work_dir).map_err(|e| {
+                    Error::io(format!("cannot create {}", self.work_dir.display()), e)
+                })?;
                 let ok = tokio::process::Command::new("sh")
                     .arg("-c")
                     .arg(&cmd)
@@ -1452,7 +1546,10 @@ mod tests {
     fn redaction_replaces_every_secret() {
         let mut v = json!({"a": "token=s3cr3t", "b": ["s3cr3t", 1], "c": {"d": "ok"}});
         redact(&mut v, &["s3cr3t".to_owned()]);
-        assert_eq!(v, json!({"a": "token=********", "b": ["********", 1], "c": {"d": "ok"}}));
+        assert_eq!(
+            v,
+            json!({"a": "token=********", "b": ["********", 1], "c": {"d": "ok"}})
+        );
         assert_eq!(REDACTED, "********");
     }
 }

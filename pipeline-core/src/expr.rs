@@ -5,7 +5,7 @@
 //! quotes is replaced by its string value first). The expression is compiled at load time, so
 //! syntax errors and bindings that name nothing are reported before anything runs.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::sync::Arc;
 
 use crate::binding::{Binding, Scope, Template};
@@ -47,7 +47,7 @@ impl Condition {
             match quote {
                 Some(q) if after.starts_with(q) => {
                     cel_source.push_str(&before[..before.len() - 1]);
-                    cel_source.push_str(&format!("string({name})"));
+                    let _ = write!(cel_source, "string({name})");
                     rest = &after[1..];
                 }
                 _ => {
@@ -92,10 +92,7 @@ impl Condition {
         }
         match self.program.execute(&ctx) {
             Ok(cel::Value::Bool(b)) => Ok(b),
-            Ok(other) => Err(format!(
-                "`{}` yielded {other:?}, not a bool",
-                self.source
-            )),
+            Ok(other) => Err(format!("`{}` yielded {other:?}, not a bool", self.source)),
             Err(e) => Err(format!("`{}` failed: {e}", self.source)),
         }
     }

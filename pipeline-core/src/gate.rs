@@ -98,7 +98,7 @@ impl TestSummary {
 ///              <testcase name="c"><skipped/></testcase></testsuite>"#;
 /// let s = pipeline_core::gate::parse_junit(xml).unwrap();
 /// assert_eq!((s.tests, s.failed, s.skipped), (3, 1, 1));
-/// assert_eq!(s.pass_percent(), 50.0);
+/// assert!((s.pass_percent() - 50.0).abs() < 1e-9);
 /// ```
 pub fn parse_junit(xml: &str) -> Result<TestSummary, String> {
     let mut reader = Reader::from_str(xml);
@@ -151,7 +151,10 @@ pub fn parse_junit(xml: &str) -> Result<TestSummary, String> {
 pub fn threshold_verdict(s: &TestSummary, min_pass_percent: f64, min_tests: u64) -> Verdict {
     let rate = s.pass_percent();
     if s.tests < min_tests {
-        Verdict::Fail(format!("{} tests, fewer than the {min_tests} required", s.tests))
+        Verdict::Fail(format!(
+            "{} tests, fewer than the {min_tests} required",
+            s.tests
+        ))
     } else if rate + 1e-9 < min_pass_percent {
         Verdict::Fail(format!(
             "pass rate {rate:.1}% ({} of {} failed) is below {min_pass_percent}%",
@@ -163,7 +166,12 @@ pub fn threshold_verdict(s: &TestSummary, min_pass_percent: f64, min_tests: u64)
     }
 }
 
-fn in_range(r: &TimeRange, weekday: chrono::Weekday, minute: u32, prev_day: chrono::Weekday) -> bool {
+fn in_range(
+    r: &TimeRange,
+    weekday: chrono::Weekday,
+    minute: u32,
+    prev_day: chrono::Weekday,
+) -> bool {
     let day_ok = |d: chrono::Weekday| r.days.is_empty() || r.days.contains(&d);
     if r.start_minute <= r.end_minute {
         day_ok(weekday) && minute >= r.start_minute && minute < r.end_minute
@@ -235,11 +243,23 @@ mod tests {
             combine(GateMode::All, vec![Verdict::Pass, w1.clone(), w2.clone()]),
             wait(Some(Timestamp(3)), &["a"])
         );
-        assert_eq!(combine(GateMode::All, vec![w1.clone(), Verdict::Fail("x".into())]), Verdict::Fail("x".into()));
-        assert_eq!(combine(GateMode::Any, vec![w1.clone(), Verdict::Pass]), Verdict::Pass);
-        assert_eq!(combine(GateMode::Any, vec![w1.clone(), Verdict::Fail("x".into())]), w1);
         assert_eq!(
-            combine(GateMode::Any, vec![Verdict::Fail("x".into()), Verdict::Fail("y".into())]),
+            combine(GateMode::All, vec![w1.clone(), Verdict::Fail("x".into())]),
+            Verdict::Fail("x".into())
+        );
+        assert_eq!(
+            combine(GateMode::Any, vec![w1.clone(), Verdict::Pass]),
+            Verdict::Pass
+        );
+        assert_eq!(
+            combine(GateMode::Any, vec![w1.clone(), Verdict::Fail("x".into())]),
+            w1
+        );
+        assert_eq!(
+            combine(
+                GateMode::Any,
+                vec![Verdict::Fail("x".into()), Verdict::Fail("y".into())]
+            ),
             Verdict::Fail("x; y".into())
         );
         assert_eq!(combine(GateMode::All, vec![]), Verdict::Pass);
@@ -255,7 +275,7 @@ mod tests {
 </testsuite></testsuites>"#;
         let s = parse_junit(xml).unwrap();
         assert_eq!((s.tests, s.failed, s.skipped), (4, 1, 0));
-        assert_eq!(s.pass_percent(), 75.0);
+        assert!((s.pass_percent() - 75.0).abs() < 1e-9);
         assert_eq!(threshold_verdict(&s, 75.0, 1), Verdict::Pass);
         assert!(matches!(threshold_verdict(&s, 80.0, 1), Verdict::Fail(r) if r.contains("75.0%")));
         assert!(matches!(threshold_verdict(&s, 50.0, 5), Verdict::Fail(r) if r.contains("fewer")));
@@ -267,28 +287,66 @@ mod tests {
     fn windows_are_time_zone_aware() {
         let tz: chrono_tz::Tz = "Europe/Paris".parse().unwrap();
         let office = TimeRange {
-            days: vec![Weekday::Mon, Weekday::Tue, Weekday::Wed, Weekday::Thu, Weekday::Fri],
+            days: vec![
+                Weekday::Mon,
+                Weekday::Tue,
+                Weekday::Wed,
+                Weekday::Thu,
+                Weekday::Fri,
+            ],
             start_minute: 9 * 60,
             end_minute: 17 * 60,
         };
         // 2026-11-27 is a Friday. 08:30 UTC is 09:30 in Paris (UTC+1 in winter): open.
-        assert_eq!(window_verdict(tz, &[office.clone()], &[], ts("2026-11-27T08:30:00Z")), Verdict::Pass);
+        assert_eq!(
+            window_verdict(
+                tz,
+                std::slice::from_ref(&office),
+                &[],
+                ts("2026-11-27T08:30:00Z")
+            ),
+            Verdict::Pass
+        );
         // 16:30 UTC is 17:30 in Paris: closed until Monday 09:00 Paris = 08:00 UTC.
         assert_eq!(
-            window_verdict(tz, &[office.clone()], &[], ts("2026-11-27T16:30:00Z")),
+            window_verdict(
+                tz,
+                std::slice::from_ref(&office),
+                &[],
+                ts("2026-11-27T16:30:00Z")
+            ),
             wait(Some(ts("2026-11-30T08:00:00Z")), &[])
         );
         // A deny window (lunch) inside the allowed one.
-        let lunch = TimeRange { days: vec![], start_minute: 12 * 60, end_minute: 13 * 60 };
+        let lunch = TimeRange {
+            days: vec![],
+            start_minute: 12 * 60,
+            end_minute: 13 * 60,
+        };
         assert_eq!(
             window_verdict(tz, &[office], &[lunch], ts("2026-11-27T11:15:00Z")),
             wait(Some(ts("2026-11-27T12:00:00Z")), &[])
         );
         // A range over midnight: 22:00-02:00 in New York on Saturdays.
         let ny: chrono_tz::Tz = "America/New_York".parse().unwrap();
-        let night = TimeRange { days: vec![Weekday::Sat], start_minute: 22 * 60, end_minute: 2 * 60 };
+        let night = TimeRange {
+            days: vec![Weekday::Sat],
+            start_minute: 22 * 60,
+            end_minute: 2 * 60,
+        };
         // Sunday 01:00 New York (06:00 UTC) still belongs to Saturday's range.
-        assert_eq!(window_verdict(ny, &[night.clone()], &[], ts("2026-11-29T06:00:00Z")), Verdict::Pass);
-        assert!(matches!(window_verdict(ny, &[night], &[], ts("2026-11-29T08:00:00Z")), Verdict::Wait { .. }));
+        assert_eq!(
+            window_verdict(
+                ny,
+                std::slice::from_ref(&night),
+                &[],
+                ts("2026-11-29T06:00:00Z")
+            ),
+            Verdict::Pass
+        );
+        assert!(matches!(
+            window_verdict(ny, &[night], &[], ts("2026-11-29T08:00:00Z")),
+            Verdict::Wait { .. }
+        ));
     }
 }

@@ -38,7 +38,10 @@ impl Timestamp {
 
     /// This time plus `d`.
     pub fn plus(self, d: Duration) -> Self {
-        Self(self.0.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
+        Self(
+            self.0
+                .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        )
     }
 
     /// The time from `self` until `later` (zero when `later` is not later).
@@ -309,7 +312,11 @@ fn check_versions(run: &str, expected: u64, entries: &[Entry]) -> Result<(), Err
         if e.version != expected + 1 + i as u64 {
             return Err(Error::Corrupt {
                 run: run.to_owned(),
-                message: format!("entry {} carries version {}", expected + 1 + i as u64, e.version),
+                message: format!(
+                    "entry {} carries version {}",
+                    expected + 1 + i as u64,
+                    e.version
+                ),
             });
         }
     }
@@ -333,7 +340,10 @@ impl MemoryStore {
 impl JournalStore for MemoryStore {
     async fn append(&self, run: &str, expected: u64, entries: Vec<Entry>) -> Result<u64, Error> {
         check_versions(run, expected, &entries)?;
-        let mut runs = self.runs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut runs = self
+            .runs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let journal = runs.entry(run.to_owned()).or_default();
         let actual = journal.len() as u64;
         if actual != expected {
@@ -348,14 +358,20 @@ impl JournalStore for MemoryStore {
     }
 
     async fn read(&self, run: &str) -> Result<Vec<Entry>, Error> {
-        let runs = self.runs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let runs = self
+            .runs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         runs.get(run)
             .cloned()
             .ok_or_else(|| Error::RunNotFound(run.to_owned()))
     }
 
     async fn runs(&self) -> Result<Vec<String>, Error> {
-        let runs = self.runs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let runs = self
+            .runs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut v: Vec<String> = runs.keys().cloned().collect();
         v.sort();
         Ok(v)
@@ -475,7 +491,9 @@ impl JournalStore for FileStore {
         let seen = Arc::clone(&self.seen);
         let run = run.to_owned();
         tokio::task::spawn_blocking(move || {
-            let mut seen = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut seen = seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let (version, len) = match seen.get(&run) {
                 Some(v) => *v,
                 None if path.exists() => {
@@ -594,8 +612,21 @@ mod tests {
             3
         );
         // A stale writer is refused and writes nothing.
-        let e = store.append("r1", 1, vec![entry(2, "x")]).await.unwrap_err();
-        assert!(matches!(e, Error::Conflict { expected: 1, actual: 3, .. }), "{e}");
+        let e = store
+            .append("r1", 1, vec![entry(2, "x")])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::Conflict {
+                    expected: 1,
+                    actual: 3,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         let all = store.read("r1").await.unwrap();
         assert_eq!(all.len(), 3);
         assert_eq!(all[2].record, Record::GateOpened { gate: "c".into() });
@@ -618,7 +649,10 @@ mod tests {
         assert_eq!(again.read("r1").await.unwrap().len(), 3);
         // The first store notices the other process's write.
         again.append("r1", 3, vec![entry(4, "d")]).await.unwrap();
-        let e = store.append("r1", 3, vec![entry(4, "e")]).await.unwrap_err();
+        let e = store
+            .append("r1", 3, vec![entry(4, "e")])
+            .await
+            .unwrap_err();
         assert!(matches!(e, Error::Conflict { actual: 4, .. }), "{e}");
     }
 
@@ -636,7 +670,9 @@ mod tests {
         fresh.append("r", 1, vec![entry(2, "b")]).await.unwrap();
         assert_eq!(fresh.read("r").await.unwrap().len(), 2);
         // A bad line in the middle is corruption, not a torn write.
-        let text = std::fs::read_to_string(&path).unwrap().replacen("\"v\":1", "\"v\":x", 1);
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replacen("\"v\":1", "\"v\":x", 1);
         std::fs::write(&path, text).unwrap();
         let fresh = FileStore::open(&dir).unwrap();
         assert!(matches!(fresh.read("r").await, Err(Error::Corrupt { .. })));

@@ -23,8 +23,8 @@
 pub mod approval;
 pub mod artifact;
 pub mod binding;
-mod error;
 pub mod engine;
+mod error;
 pub mod expr;
 pub mod gate;
 pub mod journal;

@@ -324,7 +324,10 @@ impl Validator<'_> {
                 Value::Bool(b) => b.to_string(),
                 Value::Null => String::new(),
                 _ => {
-                    self.err(at(value), format!("input `{name}` must have a scalar default"));
+                    self.err(
+                        at(value),
+                        format!("input `{name}` must have a scalar default"),
+                    );
                     String::new()
                 }
             };
@@ -340,7 +343,10 @@ impl Validator<'_> {
         }
         for name in raw.input_meta.keys() {
             if !raw.input.contains_key(name) {
-                self.err((0, 0), format!("_inputMeta names input `{name}`, which is not in input"));
+                self.err(
+                    (0, 0),
+                    format!("_inputMeta names input `{name}`, which is not in input"),
+                );
             }
         }
         let mut variables = BTreeMap::new();
@@ -374,18 +380,33 @@ impl Validator<'_> {
         let mut seen = BTreeSet::new();
         for s in &raw.stage_order {
             if !seen.insert(s.value.clone()) {
-                self.err(at(s), format!("stage `{}` appears twice in stageOrder", s.value));
+                self.err(
+                    at(s),
+                    format!("stage `{}` appears twice in stageOrder", s.value),
+                );
             } else if !raw.stages.contains_key(&s.value) {
-                self.err(at(s), format!("stageOrder names stage `{}`, which is not in stages", s.value));
+                self.err(
+                    at(s),
+                    format!(
+                        "stageOrder names stage `{}`, which is not in stages",
+                        s.value
+                    ),
+                );
             } else if s.value == "finally" || s.value == "pipeline" {
-                self.err(at(s), format!("`{}` is reserved and cannot name a stage", s.value));
+                self.err(
+                    at(s),
+                    format!("`{}` is reserved and cannot name a stage", s.value),
+                );
             } else {
                 order.push((s.value.clone(), at(s)));
             }
         }
         for (name, stage) in &raw.stages {
             if !seen.contains(name) {
-                self.err(at(stage), format!("stage `{name}` is not listed in stageOrder"));
+                self.err(
+                    at(stage),
+                    format!("stage `{name}` is not listed in stageOrder"),
+                );
             }
         }
 
@@ -432,7 +453,13 @@ impl Validator<'_> {
         }
     }
 
-    fn stage(&mut self, name: String, raw: Spanned<RawStage>, env: &Env<'_>, earlier: &[usize]) -> Stage {
+    fn stage(
+        &mut self,
+        name: String,
+        raw: Spanned<RawStage>,
+        env: &Env<'_>,
+        earlier: &[usize],
+    ) -> Stage {
         let stage_at = at(&raw);
         let raw = raw.value;
         // taskOrder groups.
@@ -442,9 +469,17 @@ impl Validator<'_> {
             let mut group = Vec::new();
             for t in entry.value.split(',').map(str::trim) {
                 if !raw.tasks.contains_key(t) {
-                    self.err(at(entry), format!("taskOrder of stage `{name}` names task `{t}`, which is not in tasks"));
+                    self.err(
+                        at(entry),
+                        format!(
+                            "taskOrder of stage `{name}` names task `{t}`, which is not in tasks"
+                        ),
+                    );
                 } else if placed.insert(t.to_owned(), groups.len()).is_some() {
-                    self.err(at(entry), format!("task `{t}` appears twice in taskOrder of stage `{name}`"));
+                    self.err(
+                        at(entry),
+                        format!("task `{t}` appears twice in taskOrder of stage `{name}`"),
+                    );
                 } else {
                     group.push(t.to_owned());
                 }
@@ -453,22 +488,36 @@ impl Validator<'_> {
         }
         for (t, task) in &raw.tasks {
             if !placed.contains_key(t) {
-                self.err(at(task), format!("task `{t}` of stage `{name}` is not listed in taskOrder"));
+                self.err(
+                    at(task),
+                    format!("task `{t}` of stage `{name}` is not listed in taskOrder"),
+                );
             }
         }
         // Needs (explicit, or the previous taskOrder group).
         let order: Vec<&String> = groups.iter().flatten().collect();
-        let index_of: HashMap<&str, usize> =
-            order.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+        let index_of: HashMap<&str, usize> = order
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i))
+            .collect();
         let mut needs: Vec<Vec<usize>> = vec![Vec::new(); order.len()];
         for (i, tname) in order.iter().enumerate() {
             let task = &raw.tasks[tname.as_str()];
             if let Some(explicit) = &task.value.needs {
                 for n in explicit {
                     match index_of.get(n.value.as_str()) {
-                        Some(&j) if j == i => self.err(at(n), format!("task `{tname}` needs itself")),
+                        Some(&j) if j == i => {
+                            self.err(at(n), format!("task `{tname}` needs itself"))
+                        }
                         Some(&j) => needs[i].push(j),
-                        None => self.err(at(n), format!("task `{tname}` needs `{}`, which is not a task of stage `{name}`", n.value)),
+                        None => self.err(
+                            at(n),
+                            format!(
+                                "task `{tname}` needs `{}`, which is not a task of stage `{name}`",
+                                n.value
+                            ),
+                        ),
                     }
                 }
             } else {
@@ -484,7 +533,13 @@ impl Validator<'_> {
             Err(cycle) => {
                 let names: Vec<&str> = cycle.iter().map(|&i| order[i].as_str()).collect();
                 let first = &raw.tasks[order[cycle[0]].as_str()];
-                self.err(at(first), format!("tasks of stage `{name}` form a cycle through needs: {}", names.join(" -> ")));
+                self.err(
+                    at(first),
+                    format!(
+                        "tasks of stage `{name}` form a cycle through needs: {}",
+                        names.join(" -> ")
+                    ),
+                );
                 (0..order.len()).collect()
             }
         };
@@ -497,7 +552,9 @@ impl Validator<'_> {
         let mut pending_inputs = Vec::new();
         for &old in &topo {
             let tname = order[old].clone();
-            let Some(rt) = raw_tasks.remove(&tname) else { continue };
+            let Some(rt) = raw_tasks.remove(&tname) else {
+                continue;
+            };
             let task_at = at(&rt);
             let rt = rt.value;
             let mut needs_new: Vec<usize> = needs[old].iter().map(|&j| new_index[j]).collect();
@@ -511,12 +568,20 @@ impl Validator<'_> {
                         self.err(at(r), "retry.attempts must be at least 1");
                     }
                     p.attempts = r.value.attempts.max(1);
-                    match r.value.backoff_seconds.map(|s| secs(s, "retry.backoffSeconds")) {
+                    match r
+                        .value
+                        .backoff_seconds
+                        .map(|s| secs(s, "retry.backoffSeconds"))
+                    {
                         Some(Ok(d)) => p.backoff = d,
                         Some(Err(e)) => self.err(at(r), e),
                         None => {}
                     }
-                    match r.value.max_backoff_seconds.map(|s| secs(s, "retry.maxBackoffSeconds")) {
+                    match r
+                        .value
+                        .max_backoff_seconds
+                        .map(|s| secs(s, "retry.maxBackoffSeconds"))
+                    {
                         Some(Ok(d)) => p.max_backoff = d,
                         Some(Err(e)) => self.err(at(r), e),
                         None => {}
@@ -527,12 +592,24 @@ impl Validator<'_> {
             let mut timeout = TimeoutPolicy::default();
             if let Some(t) = &rt.timeout {
                 for (v, slot, what) in [
-                    (t.value.attempt_seconds, &mut timeout.attempt, "timeout.attemptSeconds"),
-                    (t.value.total_seconds, &mut timeout.total, "timeout.totalSeconds"),
+                    (
+                        t.value.attempt_seconds,
+                        &mut timeout.attempt,
+                        "timeout.attemptSeconds",
+                    ),
+                    (
+                        t.value.total_seconds,
+                        &mut timeout.total,
+                        "timeout.totalSeconds",
+                    ),
                 ] {
                     match v.map(|s| secs(s, what)) {
                         Some(Ok(d)) => *slot = Some(d),
-                        Some(Err(e)) => self.diags.push(Diagnostic { line: at(t).0, column: at(t).1, message: e }),
+                        Some(Err(e)) => self.diags.push(Diagnostic {
+                            line: at(t).0,
+                            column: at(t).1,
+                            message: e,
+                        }),
                         None => {}
                     }
                 }
@@ -563,17 +640,37 @@ impl Validator<'_> {
             if let Some(spec) = spec {
                 for f in spec.0 {
                     if f.required && !input.contains_key(f.name) {
-                        self.err(task_at, format!("task `{}` ({}) needs input `{}`", tasks[i].name, kind.value, f.name));
+                        self.err(
+                            task_at,
+                            format!(
+                                "task `{}` ({}) needs input `{}`",
+                                tasks[i].name, kind.value, f.name
+                            ),
+                        );
                     }
                 }
                 for (field, value) in input {
                     match spec.0.iter().find(|f| f.name == field) {
                         None => {
                             let known: Vec<&str> = spec.0.iter().map(|f| f.name).collect();
-                            self.err(at(&value), format!("task type {} has no input `{field}` (it has: {})", kind.value, known.join(", ")));
+                            self.err(
+                                at(&value),
+                                format!(
+                                    "task type {} has no input `{field}` (it has: {})",
+                                    kind.value,
+                                    known.join(", ")
+                                ),
+                            );
                         }
                         Some(f) => {
-                            self.check_value(&value, f.ty, &format!("input `{field}`"), env, &name, &vis);
+                            self.check_value(
+                                &value,
+                                f.ty,
+                                &format!("input `{field}`"),
+                                env,
+                                &name,
+                                &vis,
+                            );
                             resolved.insert(field, value.value);
                         }
                     }
@@ -592,31 +689,65 @@ impl Validator<'_> {
             infos: env
                 .infos
                 .iter()
-                .map(|s| StageInfo { name: s.name.clone(), tasks: s.tasks.clone() })
+                .map(|s| StageInfo {
+                    name: s.name.clone(),
+                    tasks: s.tasks.clone(),
+                })
                 .chain(std::iter::once(StageInfo::of_tasks(&name, &tasks)))
                 .collect(),
         };
-        let entry_gate = raw.entry_gate.map(|g| self.gate(g, format!("{name}.entry"), env, earlier));
+        let entry_gate = raw
+            .entry_gate
+            .map(|g| self.gate(g, format!("{name}.entry"), env, earlier));
         let mut with_self: Vec<usize> = earlier.to_vec();
         with_self.push(this_stage);
-        let exit_gate = raw.exit_gate.map(|g| self.gate(g, format!("{name}.exit"), &info_env, &with_self));
+        let exit_gate = raw
+            .exit_gate
+            .map(|g| self.gate(g, format!("{name}.exit"), &info_env, &with_self));
         let _ = stage_at;
-        Stage { name, tasks, entry_gate, exit_gate }
+        Stage {
+            name,
+            tasks,
+            entry_gate,
+            exit_gate,
+        }
     }
 
-    fn kind(&mut self, kind: &Spanned<String>) -> Option<(&'static [FieldSpec], &'static [FieldSpec])> {
+    fn kind(
+        &mut self,
+        kind: &Spanned<String>,
+    ) -> Option<(&'static [FieldSpec], &'static [FieldSpec])> {
         if let Some(spec) = self.registry.spec(&kind.value) {
             return Some(spec);
         }
         if self.registry.is_unsupported(&kind.value) {
-            self.err(at(kind), format!("task type `{}` is not supported by this build of pipeline-core", kind.value));
+            self.err(
+                at(kind),
+                format!(
+                    "task type `{}` is not supported by this build of pipeline-core",
+                    kind.value
+                ),
+            );
         } else {
-            self.err(at(kind), format!("unknown task type `{}` (known: {})", kind.value, self.registry.names().join(", ")));
+            self.err(
+                at(kind),
+                format!(
+                    "unknown task type `{}` (known: {})",
+                    kind.value,
+                    self.registry.names().join(", ")
+                ),
+            );
         }
         None
     }
 
-    fn condition(&mut self, c: &Spanned<String>, env: &Env<'_>, stage: &str, vis: &Visibility<'_>) -> Option<Condition> {
+    fn condition(
+        &mut self,
+        c: &Spanned<String>,
+        env: &Env<'_>,
+        stage: &str,
+        vis: &Visibility<'_>,
+    ) -> Option<Condition> {
         match Condition::compile(&c.value) {
             Ok(cond) => {
                 for b in cond.bindings() {
@@ -633,7 +764,15 @@ impl Validator<'_> {
         }
     }
 
-    fn check_value(&mut self, value: &Spanned<Value>, want: ValueType, what: &str, env: &Env<'_>, stage: &str, vis: &Visibility<'_>) {
+    fn check_value(
+        &mut self,
+        value: &Spanned<Value>,
+        want: ValueType,
+        what: &str,
+        env: &Env<'_>,
+        stage: &str,
+        vis: &Visibility<'_>,
+    ) {
         let mut strings = Vec::new();
         collect_strings(&value.value, &mut strings);
         for s in strings {
@@ -644,8 +783,14 @@ impl Validator<'_> {
                         match env.check(b, stage, vis) {
                             Err(e) => self.err(at(value), e),
                             Ok(ty) => {
-                                if t.single_binding().is_some() && Value::String(s.to_owned()) == value.value && !want.accepts(ty) {
-                                    self.err(at(value), format!("{what} must be {want}, but {b} is {ty}"));
+                                if t.single_binding().is_some()
+                                    && Value::String(s.to_owned()) == value.value
+                                    && !want.accepts(ty)
+                                {
+                                    self.err(
+                                        at(value),
+                                        format!("{what} must be {want}, but {b} is {ty}"),
+                                    );
                                 }
                             }
                         }
@@ -660,8 +805,17 @@ impl Validator<'_> {
         }
     }
 
-    fn gate(&mut self, raw: Spanned<RawGate>, id: String, env: &Env<'_>, visible: &[usize]) -> Gate {
-        let vis = Visibility { whole_stages: visible, same_stage: None };
+    fn gate(
+        &mut self,
+        raw: Spanned<RawGate>,
+        id: String,
+        env: &Env<'_>,
+        visible: &[usize],
+    ) -> Gate {
+        let vis = Visibility {
+            whole_stages: visible,
+            same_stage: None,
+        };
         let stage_name = id.split('.').next().unwrap_or_default().to_owned();
         let mut rules = Vec::new();
         let mut approval_names = BTreeSet::new();
@@ -670,23 +824,32 @@ impl Validator<'_> {
         }
         for r in raw.value.rules {
             let pos = at(&r);
-            match self.rule(r.value, env, &stage_name, &vis) {
+            match Self::rule(&r.value, env, &stage_name, &vis) {
                 Ok(rule) => {
-                    if let Rule::Approval(p) = &rule {
-                        if !approval_names.insert(p.name.clone()) {
-                            self.err(pos, format!("gate {id} has two approvals named `{}`", p.name));
-                        }
+                    if let Rule::Approval(p) = &rule
+                        && !approval_names.insert(p.name.clone())
+                    {
+                        self.err(
+                            pos,
+                            format!("gate {id} has two approvals named `{}`", p.name),
+                        );
                     }
                     rules.push(rule);
                 }
                 Err(e) => self.err(pos, format!("gate {id}: {e}")),
             }
         }
-        Gate { id, mode: raw.value.mode, rules }
+        Gate {
+            id,
+            mode: raw.value.mode,
+            rules,
+        }
     }
 
-    fn rule(&mut self, r: RawRule, env: &Env<'_>, stage: &str, vis: &Visibility<'_>) -> Result<Rule, String> {
-        let need = |o: Option<String>, what: &str| o.ok_or_else(|| format!("a {} rule needs `{what}`", r.kind));
+    fn rule(r: &RawRule, env: &Env<'_>, stage: &str, vis: &Visibility<'_>) -> Result<Rule, String> {
+        let need = |o: Option<String>, what: &str| {
+            o.ok_or_else(|| format!("a {} rule needs `{what}`", r.kind))
+        };
         let template = |s: &str| -> Result<Template, String> {
             let t = Template::parse(s)?;
             for b in t.bindings() {
@@ -705,11 +868,17 @@ impl Validator<'_> {
             }
             "testThreshold" => {
                 let report = template(&need(r.report.clone(), "report")?)?;
-                let pct = r.min_pass_percent.ok_or("a testThreshold rule needs `minPassPercent`")?;
+                let pct = r
+                    .min_pass_percent
+                    .ok_or("a testThreshold rule needs `minPassPercent`")?;
                 if !(0.0..=100.0).contains(&pct) {
                     return Err(format!("minPassPercent must be within 0..=100, not {pct}"));
                 }
-                Rule::TestThreshold { report, min_pass_percent: pct, min_tests: r.min_tests.unwrap_or(1) }
+                Rule::TestThreshold {
+                    report,
+                    min_pass_percent: pct,
+                    min_tests: r.min_tests.unwrap_or(1),
+                }
             }
             "approval" => {
                 if r.approvers.is_empty() && r.groups.is_empty() {
@@ -720,7 +889,10 @@ impl Validator<'_> {
                     return Err("quorum must be at least 1".into());
                 }
                 if r.groups.is_empty() && quorum as usize > r.approvers.len() {
-                    return Err(format!("quorum {quorum} exceeds the {} approvers", r.approvers.len()));
+                    return Err(format!(
+                        "quorum {quorum} exceeds the {} approvers",
+                        r.approvers.len()
+                    ));
                 }
                 Rule::Approval(ApprovalPolicy {
                     name: r.name.clone().unwrap_or_else(|| "approval".into()),
@@ -728,14 +900,18 @@ impl Validator<'_> {
                     groups: r.groups.clone(),
                     quorum,
                     allow_self_approval: r.allow_self_approval,
-                    expires_after: r.expires_after_seconds.map(|s| secs(s, "expiresAfterSeconds")).transpose()?,
+                    expires_after: r
+                        .expires_after_seconds
+                        .map(|s| secs(s, "expiresAfterSeconds"))
+                        .transpose()?,
                     on_expiry: r.on_expiry.unwrap_or_default(),
                     summary: r.summary.clone().unwrap_or_default(),
                 })
             }
             "window" => {
                 let tz_name = r.timezone.clone().unwrap_or_else(|| "UTC".into());
-                let tz = chrono_tz::Tz::from_str(&tz_name).map_err(|_| format!("unknown time zone `{tz_name}`"))?;
+                let tz = chrono_tz::Tz::from_str(&tz_name)
+                    .map_err(|_| format!("unknown time zone `{tz_name}`"))?;
                 if r.allow.is_empty() && r.deny.is_empty() {
                     return Err("a window rule needs allow or deny ranges".into());
                 }
@@ -745,11 +921,18 @@ impl Validator<'_> {
                     deny: r.deny.iter().map(range).collect::<Result<_, _>>()?,
                 }
             }
-            "delay" => Rule::Delay(secs(r.seconds.ok_or("a delay rule needs `seconds`")?, "seconds")?),
+            "delay" => Rule::Delay(secs(
+                r.seconds.ok_or("a delay rule needs `seconds`")?,
+                "seconds",
+            )?),
             "poll" => Rule::Poll {
                 command: template(&need(r.command.clone(), "command")?)?,
                 interval: secs(r.interval_seconds.unwrap_or(5.0), "intervalSeconds")?,
-                timeout: secs(r.timeout_seconds.ok_or("a poll rule needs `timeoutSeconds`")?, "timeoutSeconds")?,
+                timeout: secs(
+                    r.timeout_seconds
+                        .ok_or("a poll rule needs `timeoutSeconds`")?,
+                    "timeoutSeconds",
+                )?,
             },
             "artifactPassed" => Rule::ArtifactPassed {
                 repo: need(r.repo.clone(), "repo")?,
@@ -767,7 +950,9 @@ impl Validator<'_> {
 
 fn range(r: &RawRange) -> Result<TimeRange, String> {
     let minute = |s: &str| -> Result<u32, String> {
-        let (h, m) = s.split_once(':').ok_or_else(|| format!("`{s}` is not HH:MM"))?;
+        let (h, m) = s
+            .split_once(':')
+            .ok_or_else(|| format!("`{s}` is not HH:MM"))?;
         let h: u32 = h.parse().map_err(|_| format!("`{s}` is not HH:MM"))?;
         let m: u32 = m.parse().map_err(|_| format!("`{s}` is not HH:MM"))?;
         if h > 24 || m > 59 || (h == 24 && m > 0) {
@@ -780,7 +965,11 @@ fn range(r: &RawRange) -> Result<TimeRange, String> {
         .iter()
         .map(|d| chrono::Weekday::from_str(d).map_err(|_| format!("`{d}` is not a weekday")))
         .collect::<Result<_, _>>()?;
-    Ok(TimeRange { days, start_minute: minute(&r.start)?, end_minute: minute(&r.end)? })
+    Ok(TimeRange {
+        days,
+        start_minute: minute(&r.start)?,
+        end_minute: minute(&r.end)?,
+    })
 }
 
 fn collect_strings<'v>(v: &'v Value, out: &mut Vec<&'v str>) {
@@ -804,8 +993,10 @@ pub(crate) fn toposort(needs: &[Vec<usize>]) -> Result<Vec<usize>, Vec<usize>> {
             dependents[j].push(i);
         }
     }
-    let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> =
-        (0..n).filter(|&i| indegree[i] == 0).map(std::cmp::Reverse).collect();
+    let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> = (0..n)
+        .filter(|&i| indegree[i] == 0)
+        .map(std::cmp::Reverse)
+        .collect();
     let mut out = Vec::with_capacity(n);
     while let Some(std::cmp::Reverse(i)) = ready.pop() {
         out.push(i);
@@ -853,40 +1044,55 @@ impl Env<'_> {
                 if self.inputs.contains(n) {
                     Ok(ValueType::String)
                 } else {
-                    Err(format!("{b} names no input (inputs: {})", join(&self.inputs)))
+                    Err(format!(
+                        "{b} names no input (inputs: {})",
+                        join(&self.inputs)
+                    ))
                 }
             }
             Binding::Var(n) => {
                 if self.vars.contains(n) {
                     Ok(ValueType::String)
                 } else {
-                    Err(format!("{b} names no variable (variables: {})", join(&self.vars)))
+                    Err(format!(
+                        "{b} names no variable (variables: {})",
+                        join(&self.vars)
+                    ))
                 }
             }
             Binding::Status { stage, task } | Binding::Output { stage, task, .. } => {
-                let kind = self.visible_task(stage, task, vis).map_err(|e| format!("{b} {e}"))?;
+                let kind = self
+                    .visible_task(stage, task, vis)
+                    .map_err(|e| format!("{b} {e}"))?;
                 match b {
-                    Binding::Output { path, .. } => output_type(self.registry, &kind, path).map_err(|e| format!("{b}: {e}")),
+                    Binding::Output { path, .. } => {
+                        output_type(self.registry, &kind, path).map_err(|e| format!("{b}: {e}"))
+                    }
                     _ => Ok(ValueType::String),
                 }
             }
         }
     }
 
-    fn visible_task(&self, stage: &str, task: &str, vis: &Visibility<'_>) -> Result<String, String> {
-        if let Some((building, tasks, current)) = vis.same_stage {
-            if building == stage {
-                let Some(target) = tasks.iter().position(|t| t.name == task) else {
-                    return Err(format!("names no task of stage `{stage}`"));
-                };
-                if !is_ancestor(tasks, current, target) {
-                    return Err(format!(
-                        "names task `{task}`, which is not upstream of `{}` (add it to needs)",
-                        tasks[current].name
-                    ));
-                }
-                return Ok(tasks[target].kind.clone());
+    fn visible_task(
+        &self,
+        stage: &str,
+        task: &str,
+        vis: &Visibility<'_>,
+    ) -> Result<String, String> {
+        if let Some((building, tasks, current)) = vis.same_stage
+            && building == stage
+        {
+            let Some(target) = tasks.iter().position(|t| t.name == task) else {
+                return Err(format!("names no task of stage `{stage}`"));
+            };
+            if !is_ancestor(tasks, current, target) {
+                return Err(format!(
+                    "names task `{task}`, which is not upstream of `{}` (add it to needs)",
+                    tasks[current].name
+                ));
             }
+            return Ok(tasks[target].kind.clone());
         }
         let Some((si, info)) = self.infos.iter().enumerate().find(|(_, s)| s.name == stage) else {
             return Err("names no stage".to_owned());
@@ -895,7 +1101,9 @@ impl Env<'_> {
             return Err(format!("names no task of stage `{stage}`"));
         };
         if !vis.whole_stages.contains(&si) {
-            return Err(format!("names stage `{stage}`, which has not run at this point"));
+            return Err(format!(
+                "names stage `{stage}`, which has not run at this point"
+            ));
         }
         Ok(kind.clone())
     }
@@ -926,7 +1134,11 @@ fn is_ancestor(tasks: &[Task], from: usize, target: usize) -> bool {
     false
 }
 
-fn output_type(registry: &TaskRegistry, kind: &str, path: &[PathSegment]) -> Result<ValueType, String> {
+fn output_type(
+    registry: &TaskRegistry,
+    kind: &str,
+    path: &[PathSegment],
+) -> Result<ValueType, String> {
     let Some((_, outputs)) = registry.spec(kind) else {
         // The unknown kind is reported where it is declared.
         return Ok(ValueType::Any);
@@ -936,7 +1148,10 @@ fn output_type(registry: &TaskRegistry, kind: &str, path: &[PathSegment]) -> Res
     };
     let Some(spec) = outputs.iter().find(|f| f.name == first) else {
         let names: Vec<&str> = outputs.iter().map(|f| f.name).collect();
-        return Err(format!("task type {kind} has no output `{first}` (it has: {})", names.join(", ")));
+        return Err(format!(
+            "task type {kind} has no output `{first}` (it has: {})",
+            names.join(", ")
+        ));
     };
     if path.len() == 1 {
         return Ok(spec.ty);
@@ -1089,12 +1304,18 @@ finally:
         assert!(diags(&y)[0].message.contains("names no variable"));
 
         // lint is not upstream of test (test needs compile only).
-        let y = GOOD.replace("script: make test", "script: make ${Build.lint.output.stdout}");
+        let y = GOOD.replace(
+            "script: make test",
+            "script: make ${Build.lint.output.stdout}",
+        );
         let d = diags(&y);
         assert!(d[0].message.contains("not upstream of `test`"), "{d:?}");
 
         // A later stage has not run yet.
-        let y = GOOD.replace("script: \"true\"", "script: ${Release.publish.output.stdout}");
+        let y = GOOD.replace(
+            "script: \"true\"",
+            "script: ${Release.publish.output.stdout}",
+        );
         assert!(diags(&y)[0].message.contains("names no stage"));
 
         // An output the task type does not produce.
@@ -1109,15 +1330,24 @@ finally:
         // A number where a string is expected, literally and through a binding.
         let y = GOOD.replace("script: \"true\"", "script: 42");
         assert!(diags(&y)[0].message.contains("must be string, not number"));
-        let y = GOOD.replace("script: \"true\"", "script: ${Build.clone.output.directory}");
-        assert!(load(&y).is_ok(), "lint needs clone through its taskOrder group");
+        let y = GOOD.replace(
+            "script: \"true\"",
+            "script: ${Build.clone.output.directory}",
+        );
+        assert!(
+            load(&y).is_ok(),
+            "lint needs clone through its taskOrder group"
+        );
         let y = GOOD.replace(
             "script: make test",
             "script: ${Build.compile.output.exitCode}",
         );
         let d = diags(&y);
         assert!(d[0].message.contains("must be string, but"), "{d:?}");
-        let y = GOOD.replace("${Build.compile.output.exitCode} == 0", "${Build.compile.output.exitCode.x} == 0");
+        let y = GOOD.replace(
+            "${Build.compile.output.exitCode} == 0",
+            "${Build.compile.output.exitCode.x} == 0",
+        );
         assert!(diags(&y)[0].message.contains("has no fields"));
     }
 
@@ -1125,11 +1355,15 @@ finally:
     fn cycles_and_bad_needs_are_reported() {
         let y = GOOD.replace("needs: [compile]", "needs: [compile, nope]");
         assert!(diags(&y)[0].message.contains("needs `nope`"));
-        let y = GOOD
-            .replace("needs: [compile]", "needs: [lint]")
-            .replace("      lint:\n        type: Shell\n", "      lint:\n        type: Shell\n        needs: [test]\n");
+        let y = GOOD.replace("needs: [compile]", "needs: [lint]").replace(
+            "      lint:\n        type: Shell\n",
+            "      lint:\n        type: Shell\n        needs: [test]\n",
+        );
         let d = diags(&y);
-        assert!(d.iter().any(|d| d.message.contains("form a cycle")), "{d:?}");
+        assert!(
+            d.iter().any(|d| d.message.contains("form a cycle")),
+            "{d:?}"
+        );
     }
 
     #[test]
@@ -1165,7 +1399,10 @@ finally:
 
     #[test]
     fn toposort_orders_and_finds_cycles() {
-        assert_eq!(toposort(&[vec![1], vec![], vec![0]]).unwrap(), vec![1, 0, 2]);
+        assert_eq!(
+            toposort(&[vec![1], vec![], vec![0]]).unwrap(),
+            vec![1, 0, 2]
+        );
         let cycle = toposort(&[vec![2], vec![0], vec![1]]).unwrap_err();
         assert_eq!(cycle.first(), cycle.last());
         assert_eq!(cycle.len(), 4);

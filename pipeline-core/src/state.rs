@@ -368,8 +368,8 @@ impl RunState {
             } => {
                 let t = self.task_mut(stage, task);
                 t.status = *status;
-                t.outputs = outputs.clone();
-                t.message = message.clone();
+                t.outputs.clone_from(outputs);
+                t.message.clone_from(message);
                 t.running_attempt = None;
             }
             Record::Paused => self.status = RunStatus::Paused,
@@ -389,7 +389,8 @@ impl RunState {
                         t.message.clear();
                     }
                 }
-                self.gates.retain(|_, g| !matches!(g.outcome, Some(Some(_))));
+                self.gates
+                    .retain(|_, g| !matches!(g.outcome, Some(Some(_))));
                 for a in self.approvals.values_mut() {
                     if a.decisions.iter().any(|d| !d.approved) {
                         a.decisions.clear();
@@ -401,7 +402,7 @@ impl RunState {
             }
             Record::RunFinished { status, message } => {
                 self.status = *status;
-                self.message = message.clone();
+                self.message.clone_from(message);
             }
         }
     }
@@ -486,7 +487,13 @@ mod tests {
             deadline: None,
         };
         assert!(s.check(&again).unwrap_err().contains("already SUCCEEDED"));
-        assert!(RunState::fold("r", &[created(), finished(2, TaskStatus::Succeeded), e(3, again)]).is_err());
+        assert!(
+            RunState::fold(
+                "r",
+                &[created(), finished(2, TaskStatus::Succeeded), e(3, again)]
+            )
+            .is_err()
+        );
     }
 
     #[test]

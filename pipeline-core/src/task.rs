@@ -528,7 +528,12 @@ impl TaskKind for Git {
             git(&ctx.work_dir, &["clone", "--quiet", url, &dir_s]).await?;
         }
         if let Some(r) = get("ref") {
-            let target = match git(&dir, &["rev-parse", "--verify", "--quiet", &format!("origin/{r}")]).await {
+            let target = match git(
+                &dir,
+                &["rev-parse", "--verify", "--quiet", &format!("origin/{r}")],
+            )
+            .await
+            {
                 Ok(c) if !c.is_empty() => c,
                 _ => r.to_owned(),
             };

@@ -62,7 +62,7 @@ finally:
         script: echo "finally.e $PIPELINE_IDEMPOTENCY_KEY" >> ../exec.log
 "#;
 
-const SLOW: &str = r#"
+const SLOW: &str = r"
 kind: PIPELINE
 name: slow
 stageOrder: [S]
@@ -76,7 +76,7 @@ stages:
         timeout: {totalSeconds: 3}
         input:
           script: sleep 30
-"#;
+";
 
 /// A file store that kills its own process (SIGKILL) right after its N-th append is durable.
 struct KillAfter {
@@ -152,13 +152,18 @@ fn child_process_entry() {
 
 fn engine_process(state: &Path, yaml: &str, kill_at: Option<u64>) -> Command {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["child_process_entry", "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, state)
-        .env("PC_PIPELINE", yaml)
-        .current_dir(state)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    cmd.args([
+        "child_process_entry",
+        "--exact",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD_ENV, state)
+    .env("PC_PIPELINE", yaml)
+    .current_dir(state)
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
     if let Some(n) = kill_at {
         cmd.env("PC_KILL_AT", n.to_string());
     }
@@ -219,7 +224,10 @@ fn killed_at_every_step_the_run_resumes_without_rerunning_succeeded_tasks() {
         let status = engine_process(&state, PIPELINE, Some(kill_at))
             .status()
             .unwrap();
-        assert!(!status.success(), "the engine should have been killed at append {kill_at}");
+        assert!(
+            !status.success(),
+            "the engine should have been killed at append {kill_at}"
+        );
         let before = journal(&state);
         let done_before = succeeded_tasks(&before);
 
@@ -241,15 +249,25 @@ fn killed_at_every_step_the_run_resumes_without_rerunning_succeeded_tasks() {
         let mut runs: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for line in log.lines() {
             let (task, key) = line.split_once(' ').unwrap();
-            runs.entry(task.to_owned()).or_default().push(key.to_owned());
+            runs.entry(task.to_owned())
+                .or_default()
+                .push(key.to_owned());
         }
         for task in ["Build.a", "Build.b", "Build.c", "Ship.d", "finally.e"] {
             let keys = runs.get(task).cloned().unwrap_or_default();
             assert!(!keys.is_empty(), "{task} never ran (kill at {kill_at})");
             let unique: BTreeSet<&String> = keys.iter().collect();
-            assert_eq!(unique.len(), keys.len(), "an idempotency key ran twice: {keys:?}");
+            assert_eq!(
+                unique.len(),
+                keys.len(),
+                "an idempotency key ran twice: {keys:?}"
+            );
             if done_before.contains(task) {
-                assert_eq!(keys.len(), 1, "{task} had succeeded but ran again (kill at {kill_at})");
+                assert_eq!(
+                    keys.len(),
+                    1,
+                    "{task} had succeeded but ran again (kill at {kill_at})"
+                );
             }
         }
         // Every attempt the journal started was either finished, or recorded as interrupted
@@ -289,7 +307,10 @@ fn deadlines_hold_across_a_kill() {
         .iter()
         .any(|e| matches!(e.record, Record::AttemptStarted { .. }))
     {
-        assert!(started.elapsed() < Duration::from_secs(20), "the run never started");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the run never started"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap();

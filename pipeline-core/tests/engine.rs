@@ -99,7 +99,10 @@ async fn a_pipeline_runs_with_bindings_preconditions_finally_and_redaction() {
     assert_eq!(st.task("Build", "left").outputs["stdout"], "left-7\n");
     assert_eq!(st.task("Build", "right").status, TaskStatus::Skipped);
     assert_eq!(st.task("Ship", "check").outputs["result"], true);
-    assert_eq!(st.task("finally", "cleanup").outputs["stdout"], "cleanup SUCCEEDED\n");
+    assert_eq!(
+        st.task("finally", "cleanup").outputs["stdout"],
+        "cleanup SUCCEEDED\n"
+    );
     // The secret reached the task but never the journal.
     assert_eq!(
         st.task("Build", "make").outputs["stdout"],
@@ -120,7 +123,7 @@ async fn a_pipeline_runs_with_bindings_preconditions_finally_and_redaction() {
 async fn retries_back_off_and_then_succeed() {
     let dir = tempdir("retry");
     let engine = engine(&dir);
-    let yaml = r#"
+    let yaml = r"
 kind: PIPELINE
 name: retry
 stageOrder: [S]
@@ -133,7 +136,7 @@ stages:
         retry: {attempts: 3, backoffSeconds: 0.2}
         input:
           script: echo x >> ../count; test $(wc -l < ../count) -ge 3
-"#;
+";
     let started = Instant::now();
     let (run, outcome) = engine
         .run(&pipeline(yaml), BTreeMap::new(), "ann", &dir.join("work"))
@@ -161,7 +164,7 @@ stages:
 async fn retries_exhausted_fail_the_run_and_resume_reruns_only_the_failed_task() {
     let dir = tempdir("resume");
     let engine = engine(&dir);
-    let yaml = r#"
+    let yaml = r"
 kind: PIPELINE
 name: resume
 stageOrder: [S, T]
@@ -185,7 +188,7 @@ stages:
         type: Shell
         input:
           script: echo third >> ../log
-"#;
+";
     let work = dir.join("work");
     let (run, outcome) = engine
         .run(&pipeline(yaml), BTreeMap::new(), "ann", &work)
@@ -204,14 +207,17 @@ stages:
     let t = engine.status(&run).await.unwrap().task("S", "second");
     assert_eq!(t.last_attempt, 3, "attempt numbers continue after resume");
     // A succeeded run cannot be resumed.
-    assert!(matches!(engine.resume(&run).await, Err(Error::InvalidState { .. })));
+    assert!(matches!(
+        engine.resume(&run).await,
+        Err(Error::InvalidState { .. })
+    ));
 }
 
 #[tokio::test]
 async fn attempt_and_total_timeouts_are_enforced() {
     let dir = tempdir("timeout");
     let engine = engine(&dir);
-    let yaml = r#"
+    let yaml = r"
 kind: PIPELINE
 name: timeout
 stageOrder: [S]
@@ -225,7 +231,7 @@ stages:
         timeout: {attemptSeconds: 0.4, totalSeconds: 1.0}
         input:
           script: sleep 20
-"#;
+";
     let started = Instant::now();
     let (run, outcome) = engine
         .run(&pipeline(yaml), BTreeMap::new(), "ann", &dir.join("work"))
@@ -237,14 +243,18 @@ stages:
     let t = engine.status(&run).await.unwrap().task("S", "slow");
     assert_eq!(t.status, TaskStatus::TimedOut);
     // Attempts were cut at 0.4 s and retried until the 1 s total deadline.
-    assert!(t.last_attempt >= 2 && t.last_attempt <= 3, "{}", t.last_attempt);
+    assert!(
+        t.last_attempt >= 2 && t.last_attempt <= 3,
+        "{}",
+        t.last_attempt
+    );
 }
 
 #[tokio::test]
 async fn cancel_stops_running_tasks_and_runs_finally() {
     let dir = tempdir("cancel");
     let engine = engine(&dir);
-    let yaml = r#"
+    let yaml = r"
 kind: PIPELINE
 name: cancel
 stageOrder: [S]
@@ -267,7 +277,7 @@ finally:
       type: Shell
       input:
         script: echo tidy
-"#;
+";
     let p = pipeline(yaml);
     let run = engine
         .start(&p, BTreeMap::new(), "ann", &dir.join("work"))
@@ -292,7 +302,7 @@ finally:
 async fn pause_then_resume() {
     let dir = tempdir("pause");
     let engine = engine(&dir);
-    let yaml = r#"
+    let yaml = r"
 kind: PIPELINE
 name: pause
 stageOrder: [S]
@@ -308,7 +318,7 @@ stages:
         type: Shell
         input:
           script: echo two
-"#;
+";
     let run = engine
         .start(&pipeline(yaml), BTreeMap::new(), "ann", &dir.join("work"))
         .await
@@ -327,7 +337,7 @@ stages:
     assert_eq!(engine.resume(&run).await.unwrap(), Outcome::Succeeded);
 }
 
-const APPROVAL: &str = r#"
+const APPROVAL: &str = r"
 kind: PIPELINE
 name: approve
 stageOrder: [Build, Release]
@@ -355,7 +365,7 @@ stages:
         type: Shell
         input:
           script: echo shipped
-"#;
+";
 
 fn approval_pipeline(expiry: &str, on_expiry: &str) -> pipeline_core::model::Pipeline {
     pipeline(
@@ -370,7 +380,12 @@ async fn approvals_park_the_run_and_need_a_quorum_without_self_approval() {
     let dir = tempdir("approve");
     let engine = engine(&dir);
     let (run, outcome) = engine
-        .run(&approval_pipeline("3600", "fail"), BTreeMap::new(), "ann", &dir.join("work"))
+        .run(
+            &approval_pipeline("3600", "fail"),
+            BTreeMap::new(),
+            "ann",
+            &dir.join("work"),
+        )
         .await
         .unwrap();
     assert_eq!(outcome, Outcome::Waiting(vec!["Build.exit/qa".into()]));
@@ -382,29 +397,44 @@ async fn approvals_park_the_run_and_need_a_quorum_without_self_approval() {
         Error::ApprovalRefused { reason, .. } => reason,
         other => panic!("{other:?}"),
     };
-    let e = engine.decide(&run, "Build.exit/qa", &Actor::user("ann"), true, "").await;
+    let e = engine
+        .decide(&run, "Build.exit/qa", &Actor::user("ann"), true, "")
+        .await;
     assert_eq!(refused(e.unwrap_err()), Refusal::SelfApproval);
-    let e = engine.decide(&run, "Build.exit/qa", &Actor::user("eve"), true, "").await;
+    let e = engine
+        .decide(&run, "Build.exit/qa", &Actor::user("eve"), true, "")
+        .await;
     assert_eq!(refused(e.unwrap_err()), Refusal::NotAnApprover);
-    let e = engine.decide(&run, "nope", &Actor::user("bob"), true, "").await;
+    let e = engine
+        .decide(&run, "nope", &Actor::user("bob"), true, "")
+        .await;
     assert_eq!(refused(e.unwrap_err()), Refusal::UnknownRequest);
     // One approval of two: still parked.
     engine
         .decide(&run, "Build.exit/qa", &Actor::user("bob"), true, "lgtm")
         .await
         .unwrap();
-    assert!(matches!(engine.drive(&run).await.unwrap(), Outcome::Waiting(_)));
+    assert!(matches!(
+        engine.drive(&run).await.unwrap(),
+        Outcome::Waiting(_)
+    ));
     // A group member completes the quorum.
     let rm = Actor {
         name: "dee".into(),
         groups: vec!["release-managers".into()],
     };
-    engine.decide(&run, "Build.exit/qa", &rm, true, "ship it").await.unwrap();
+    engine
+        .decide(&run, "Build.exit/qa", &rm, true, "ship it")
+        .await
+        .unwrap();
     assert_eq!(engine.drive(&run).await.unwrap(), Outcome::Succeeded);
     let st = engine.status(&run).await.unwrap();
     let audit = &st.approvals["Build.exit/qa"].audit;
     assert_eq!(audit.len(), 2);
-    assert_eq!((audit[0].actor.as_str(), audit[0].comment.as_str()), ("bob", "lgtm"));
+    assert_eq!(
+        (audit[0].actor.as_str(), audit[0].comment.as_str()),
+        ("bob", "lgtm")
+    );
     assert_eq!(st.task("Release", "ship").status, TaskStatus::Succeeded);
 }
 
@@ -413,11 +443,22 @@ async fn a_rejection_fails_the_gate_with_its_reason() {
     let dir = tempdir("reject");
     let engine = engine(&dir);
     let (run, _) = engine
-        .run(&approval_pipeline("3600", "fail"), BTreeMap::new(), "ann", &dir.join("work"))
+        .run(
+            &approval_pipeline("3600", "fail"),
+            BTreeMap::new(),
+            "ann",
+            &dir.join("work"),
+        )
         .await
         .unwrap();
     engine
-        .decide(&run, "Build.exit/qa", &Actor::user("cy"), false, "not today")
+        .decide(
+            &run,
+            "Build.exit/qa",
+            &Actor::user("cy"),
+            false,
+            "not today",
+        )
         .await
         .unwrap();
     let Outcome::Failed(why) = engine.drive(&run).await.unwrap() else {
@@ -431,19 +472,37 @@ async fn expiry_fails_or_cancels_the_run() {
     let dir = tempdir("expiry");
     let engine = engine(&dir);
     let (run, _) = engine
-        .run(&approval_pipeline("0.3", "fail"), BTreeMap::new(), "zed", &dir.join("work"))
+        .run(
+            &approval_pipeline("0.3", "fail"),
+            BTreeMap::new(),
+            "zed",
+            &dir.join("work"),
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let e = engine.decide(&run, "Build.exit/qa", &Actor::user("bob"), true, "").await;
-    assert!(matches!(e, Err(Error::ApprovalRefused { reason: Refusal::Expired, .. })));
+    let e = engine
+        .decide(&run, "Build.exit/qa", &Actor::user("bob"), true, "")
+        .await;
+    assert!(matches!(
+        e,
+        Err(Error::ApprovalRefused {
+            reason: Refusal::Expired,
+            ..
+        })
+    ));
     let Outcome::Failed(why) = engine.drive(&run).await.unwrap() else {
         panic!("expected failure")
     };
     assert!(why.contains("expired"), "{why}");
 
     let (run, _) = engine
-        .run(&approval_pipeline("0.2", "cancel"), BTreeMap::new(), "zed", &dir.join("work"))
+        .run(
+            &approval_pipeline("0.2", "cancel"),
+            BTreeMap::new(),
+            "zed",
+            &dir.join("work"),
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -457,7 +516,7 @@ async fn expiry_fails_or_cancels_the_run() {
 async fn user_operation_tasks_wait_for_approval() {
     let dir = tempdir("userop");
     let engine = engine(&dir);
-    let yaml = r#"
+    let yaml = r"
 kind: PIPELINE
 name: userop
 stageOrder: [S]
@@ -474,13 +533,16 @@ stages:
         type: Shell
         input:
           script: echo ${S.ask.output.status}
-"#;
+";
     let (run, outcome) = engine
         .run(&pipeline(yaml), BTreeMap::new(), "ann", &dir.join("work"))
         .await
         .unwrap();
     assert_eq!(outcome, Outcome::Waiting(vec!["S.ask".into()]));
-    engine.decide(&run, "S.ask", &Actor::user("bob"), true, "ok").await.unwrap();
+    engine
+        .decide(&run, "S.ask", &Actor::user("bob"), true, "ok")
+        .await
+        .unwrap();
     assert_eq!(engine.drive(&run).await.unwrap(), Outcome::Succeeded);
     let st = engine.status(&run).await.unwrap();
     assert_eq!(st.task("S", "after").outputs["stdout"], "Approved\n");
@@ -527,13 +589,21 @@ async fn gate_outcome(name: &str, rules: &str) -> (Outcome, Duration) {
         .publish("dev", "app", "1", "t", b"x", BTreeMap::new())
         .await
         .unwrap();
-    artifacts.mark_passed("dev", "app", "1", "Test").await.unwrap();
+    artifacts
+        .mark_passed("dev", "app", "1", "Test")
+        .await
+        .unwrap();
     let engine = Engine::builder(store, TaskRegistry::builtin())
         .artifacts(artifacts)
         .build();
     let started = Instant::now();
     let (_, o) = engine
-        .run(&gate_pipeline(rules), BTreeMap::new(), "ann", &dir.join("work"))
+        .run(
+            &gate_pipeline(rules),
+            BTreeMap::new(),
+            "ann",
+            &dir.join("work"),
+        )
         .await
         .unwrap();
     (o, started.elapsed())
@@ -545,16 +615,24 @@ async fn test_threshold_gate_reads_junit_through_a_binding() {
     assert_eq!(gate_outcome("tt-pass", pass).await.0, Outcome::Succeeded);
     let fail = pass.replace("75", "80");
     let (o, _) = gate_outcome("tt-fail", &fail).await;
-    assert!(matches!(&o, Outcome::Failed(r) if r.contains("pass rate 75.0%")), "{o:?}");
+    assert!(
+        matches!(&o, Outcome::Failed(r) if r.contains("pass rate 75.0%")),
+        "{o:?}"
+    );
 }
 
 #[tokio::test]
 async fn condition_gate_and_any_mode() {
-    let pass = "      rules:\n        - {type: condition, condition: '${Test.test.output.exitCode} == 0'}";
+    let pass =
+        "      rules:\n        - {type: condition, condition: '${Test.test.output.exitCode} == 0'}";
     assert_eq!(gate_outcome("cond-pass", pass).await.0, Outcome::Succeeded);
-    let fail = "      rules:\n        - {type: condition, condition: '${Test.test.output.exitCode} == 1'}";
+    let fail =
+        "      rules:\n        - {type: condition, condition: '${Test.test.output.exitCode} == 1'}";
     let (o, _) = gate_outcome("cond-fail", fail).await;
-    assert!(matches!(&o, Outcome::Failed(r) if r.contains("is false")), "{o:?}");
+    assert!(
+        matches!(&o, Outcome::Failed(r) if r.contains("is false")),
+        "{o:?}"
+    );
     let any = "      mode: any\n      rules:\n        - {type: condition, condition: 'false'}\n        - {type: condition, condition: 'true'}";
     assert_eq!(gate_outcome("cond-any", any).await.0, Outcome::Succeeded);
 }
@@ -569,18 +647,26 @@ async fn delay_and_poll_gates_wait() {
     assert_eq!(gate_outcome("poll", poll).await.0, Outcome::Succeeded);
     let never = "      rules:\n        - {type: poll, command: 'false', intervalSeconds: 0.1, timeoutSeconds: 0.4}";
     let (o, _) = gate_outcome("poll-never", never).await;
-    assert!(matches!(&o, Outcome::Failed(r) if r.contains("poll did not succeed")), "{o:?}");
+    assert!(
+        matches!(&o, Outcome::Failed(r) if r.contains("poll did not succeed")),
+        "{o:?}"
+    );
 }
 
 #[tokio::test]
 async fn window_and_artifact_passed_gates() {
     let open = "      rules:\n        - {type: window, timezone: Asia/Tokyo, allow: [{start: '00:00', end: '24:00'}]}";
     assert_eq!(gate_outcome("window", open).await.0, Outcome::Succeeded);
-    let passed = "      rules:\n        - {type: artifactPassed, repo: dev, artifact: app, stage: Test}";
+    let passed =
+        "      rules:\n        - {type: artifactPassed, repo: dev, artifact: app, stage: Test}";
     assert_eq!(gate_outcome("passed", passed).await.0, Outcome::Succeeded);
-    let not_passed = "      rules:\n        - {type: artifactPassed, repo: dev, artifact: app, stage: Perf}";
+    let not_passed =
+        "      rules:\n        - {type: artifactPassed, repo: dev, artifact: app, stage: Perf}";
     let (o, _) = gate_outcome("not-passed", not_passed).await;
-    assert!(matches!(&o, Outcome::Failed(r) if r.contains("has passed stage Perf")), "{o:?}");
+    assert!(
+        matches!(&o, Outcome::Failed(r) if r.contains("has passed stage Perf")),
+        "{o:?}"
+    );
 }
 
 #[tokio::test]
@@ -604,7 +690,10 @@ async fn a_closed_window_waits_and_cancel_ends_the_wait() {
         .unwrap()
         .unwrap()
         .unwrap();
-    assert!(matches!(&o, Outcome::Cancelled(r) if r.contains("waiting at gate")), "{o:?}");
+    assert!(
+        matches!(&o, Outcome::Cancelled(r) if r.contains("waiting at gate")),
+        "{o:?}"
+    );
 }
 
 #[tokio::test]
