@@ -8,7 +8,9 @@
 //! follows Concourse's `passed:`. [`provenance`] builds an in-toto Statement with an SLSA
 //! provenance predicate for a run.
 //!
-//! Not built in this release: the Artifactory backend (use [`crate::Error::Unsupported`]).
+//! The `Publish` and `Promote` task kinds ([`register_kinds`]) let pipelines use a store.
+//!
+//! Not built in this release: the Artifactory backend.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -21,9 +23,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use std::sync::Arc;
+
 use crate::Error;
 use crate::journal::Timestamp;
+use crate::model::ValueType;
 use crate::state::RunState;
+use crate::task::{FieldSpec, TaskContext, TaskFailure, TaskKind, TaskRegistry};
 
 /// A reference to a published version: small, passed between tasks instead of the data.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -531,6 +537,266 @@ impl ArtifactStore for LocalStore {
         };
         self.put_version(&info)
     }
+}
+
+const PUBLISH_INPUTS: &[FieldSpec] = &[
+    FieldSpec {
+        name: "repo",
+        ty: ValueType::String,
+        required: true,
+    },
+    FieldSpec {
+        name: "name",
+        ty: ValueType::String,
+        required: true,
+    },
+    FieldSpec {
+        name: "version",
+        ty: ValueType::String,
+        required: true,
+    },
+    FieldSpec {
+        name: "file",
+        ty: ValueType::String,
+        required: true,
+    },
+    FieldSpec {
+        name: "mediaType",
+        ty: ValueType::String,
+        required: false,
+    },
+    FieldSpec {
+        name: "properties",
+        ty: ValueType::Object,
+        required: false,
+    },
+    FieldSpec {
+        name: "passed",
+        ty: ValueType::Array,
+        required: false,
+    },
+];
+const REF_OUTPUTS: &[FieldSpec] = &[
+    FieldSpec {
+        name: "repo",
+        ty: ValueType::String,
+        required: false,
+    },
+    FieldSpec {
+        name: "name",
+        ty: ValueType::String,
+        required: false,
+    },
+    FieldSpec {
+        name: "version",
+        ty: ValueType::String,
+        required: false,
+    },
+    FieldSpec {
+        name: "digest",
+        ty: ValueType::String,
+        required: false,
+    },
+    FieldSpec {
+        name: "size",
+        ty: ValueType::Number,
+        required: false,
+    },
+    FieldSpec {
+        name: "mediaType",
+        ty: ValueType::String,
+        required: false,
+    },
+];
+const PROMOTE_INPUTS: &[FieldSpec] = &[
+    FieldSpec {
+        name: "fromRepo",
+        ty: ValueType::String,
+        required: true,
+    },
+    FieldSpec {
+        name: "toRepo",
+        ty: ValueType::String,
+        required: true,
+    },
+    FieldSpec {
+        name: "name",
+        ty: ValueType::String,
+        required: true,
+    },
+    FieldSpec {
+        name: "version",
+        ty: ValueType::String,
+        required: true,
+    },
+    FieldSpec {
+        name: "channel",
+        ty: ValueType::String,
+        required: false,
+    },
+    FieldSpec {
+        name: "reason",
+        ty: ValueType::String,
+        required: false,
+    },
+];
+
+fn text<'a>(ctx: &'a TaskContext, k: &str) -> Result<&'a str, TaskFailure> {
+    ctx.input
+        .get(k)
+        .and_then(Value::as_str)
+        .ok_or_else(|| TaskFailure::permanent(format!("{k} must be a string")))
+}
+
+fn failure(e: &Error) -> TaskFailure {
+    TaskFailure {
+        message: e.to_string(),
+        outputs: json!({}),
+        retryable: matches!(e, Error::Io { .. }),
+    }
+}
+
+fn ref_outputs(r: &ArtifactRef) -> Value {
+    serde_json::to_value(r).unwrap_or_else(|_| json!({}))
+}
+
+/// The `Publish` task kind: publishes a file of the run's working directory as a version,
+/// with properties, and records the stages it passed.
+#[derive(Clone)]
+pub struct PublishTask {
+    store: Arc<dyn ArtifactStore>,
+}
+
+impl PublishTask {
+    /// A `Publish` kind over `store`.
+    pub fn new(store: Arc<dyn ArtifactStore>) -> Self {
+        Self { store }
+    }
+}
+
+impl std::fmt::Debug for PublishTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PublishTask")
+    }
+}
+
+#[async_trait]
+impl TaskKind for PublishTask {
+    fn type_name(&self) -> &'static str {
+        "Publish"
+    }
+    fn inputs(&self) -> &'static [FieldSpec] {
+        PUBLISH_INPUTS
+    }
+    fn outputs(&self) -> &'static [FieldSpec] {
+        REF_OUTPUTS
+    }
+    async fn run(&self, ctx: TaskContext) -> Result<Value, TaskFailure> {
+        let (repo, name, version) = (
+            text(&ctx, "repo")?,
+            text(&ctx, "name")?,
+            text(&ctx, "version")?,
+        );
+        let file = ctx.work_dir.join(text(&ctx, "file")?);
+        let data = fs::read(&file)
+            .map_err(|e| TaskFailure::permanent(format!("cannot read {}: {e}", file.display())))?;
+        let media = ctx
+            .input
+            .get("mediaType")
+            .and_then(Value::as_str)
+            .unwrap_or("application/octet-stream");
+        let mut props: BTreeMap<String, String> = ctx
+            .input
+            .get("properties")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        props.insert("run".into(), ctx.run_id.clone());
+        let r = self
+            .store
+            .publish(repo, name, version, media, &data, props)
+            .await
+            .map_err(|e| failure(&e))?;
+        if let Some(stages) = ctx.input.get("passed").and_then(Value::as_array) {
+            for s in stages.iter().filter_map(Value::as_str) {
+                self.store
+                    .mark_passed(repo, name, version, s)
+                    .await
+                    .map_err(|e| failure(&e))?;
+            }
+        }
+        Ok(ref_outputs(&r))
+    }
+}
+
+/// The `Promote` task kind: promotes a version to another repository by digest and, when
+/// `channel` is given, points that channel of the target repository at it.
+#[derive(Clone)]
+pub struct PromoteTask {
+    store: Arc<dyn ArtifactStore>,
+}
+
+impl PromoteTask {
+    /// A `Promote` kind over `store`.
+    pub fn new(store: Arc<dyn ArtifactStore>) -> Self {
+        Self { store }
+    }
+}
+
+impl std::fmt::Debug for PromoteTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PromoteTask")
+    }
+}
+
+#[async_trait]
+impl TaskKind for PromoteTask {
+    fn type_name(&self) -> &'static str {
+        "Promote"
+    }
+    fn inputs(&self) -> &'static [FieldSpec] {
+        PROMOTE_INPUTS
+    }
+    fn outputs(&self) -> &'static [FieldSpec] {
+        REF_OUTPUTS
+    }
+    async fn run(&self, ctx: TaskContext) -> Result<Value, TaskFailure> {
+        let (from, to) = (text(&ctx, "fromRepo")?, text(&ctx, "toRepo")?);
+        let (name, version) = (text(&ctx, "name")?, text(&ctx, "version")?);
+        let reason = ctx
+            .input
+            .get("reason")
+            .and_then(Value::as_str)
+            .map_or_else(|| format!("run {}", ctx.run_id), str::to_owned);
+        let actor = format!("pipeline:{}", ctx.run_id);
+        let r = self
+            .store
+            .promote(from, to, name, version, &actor, &reason)
+            .await
+            .map_err(|e| failure(&e))?;
+        if let Some(channel) = ctx.input.get("channel").and_then(Value::as_str) {
+            self.store
+                .set_channel(to, name, channel, version, &actor, &reason)
+                .await
+                .map_err(|e| failure(&e))?;
+        }
+        Ok(ref_outputs(&r))
+    }
+}
+
+/// Registers `Publish` and `Promote` over `store`.
+pub fn register_kinds(registry: &mut TaskRegistry, store: &Arc<dyn ArtifactStore>) {
+    registry.register(Arc::new(PublishTask::new(Arc::clone(store))));
+    registry.register(Arc::new(PromoteTask::new(Arc::clone(store))));
 }
 
 /// An in-toto Statement v1 with an SLSA provenance v1 predicate for a run that produced

@@ -508,7 +508,7 @@ impl Validator<'_> {
                 for n in explicit {
                     match index_of.get(n.value.as_str()) {
                         Some(&j) if j == i => {
-                            self.err(at(n), format!("task `{tname}` needs itself"))
+                            self.err(at(n), format!("task `{tname}` needs itself"));
                         }
                         Some(&j) => needs[i].push(j),
                         None => self.err(
