@@ -807,12 +807,7 @@ pub fn provenance(
     subjects: &[ArtifactRef],
     builder_id: &str,
 ) -> Value {
-    let finished = run
-        .tasks
-        .values()
-        .filter_map(|_| None::<Timestamp>)
-        .max()
-        .unwrap_or_else(Timestamp::now);
+    let finished = run.updated_at;
     json!({
         "_type": "https://in-toto.io/Statement/v1",
         "subject": subjects.iter().map(|s| json!({

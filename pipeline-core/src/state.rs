@@ -109,6 +109,8 @@ pub struct RunState {
     pub work_dir: String,
     /// When it was created.
     pub created_at: Timestamp,
+    /// When its journal last changed.
+    pub updated_at: Timestamp,
     /// Its status.
     pub status: RunStatus,
     /// Why it ended so.
@@ -161,6 +163,7 @@ impl RunState {
             initiator: initiator.clone(),
             work_dir: work_dir.clone(),
             created_at: *at,
+            updated_at: *at,
             status: RunStatus::Running,
             message: String::new(),
             tasks: BTreeMap::new(),
@@ -255,6 +258,7 @@ impl RunState {
     pub fn apply(&mut self, entry: &Entry) {
         self.version = entry.version;
         let at = entry.at;
+        self.updated_at = at;
         if self.status == RunStatus::Waiting
             && matches!(
                 entry.record,
