@@ -35,6 +35,9 @@ pub mod task;
 
 pub use error::{Error, Refusal};
 
+/// Re-exported so that task kinds can implement [`task::TaskKind`] without a direct dependency.
+pub use async_trait::async_trait;
+
 /// A short, human-readable statement of what this crate can do in this build.
 ///
 /// ```
