@@ -175,9 +175,12 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
 
     // 4. 1,000 concurrent runs on the file journal.
     let small = load_pipeline(&big_pipeline(1, 3, 1), &registry())?;
-    let engine = Engine::builder(Arc::new(FileStore::open(state_dir.join("runs"))?), registry())
-        .task_slots(256)
-        .build();
+    let engine = Engine::builder(
+        Arc::new(FileStore::open(state_dir.join("runs"))?),
+        registry(),
+    )
+    .task_slots(256)
+    .build();
     let started = Instant::now();
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..1000 {
@@ -206,7 +209,10 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 fn main() -> std::process::ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
