@@ -27,6 +27,7 @@ pub mod engine;
 mod error;
 pub mod expr;
 pub mod gate;
+pub mod http;
 pub mod journal;
 pub mod load;
 pub mod model;

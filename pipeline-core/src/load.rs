@@ -1288,7 +1288,7 @@ finally:
         assert_eq!(d.len(), 1, "{d:?}");
         assert_eq!(d[0].line, 22);
         assert!(d[0].message.contains("unknown task type `Gti`"));
-        let y = GOOD.replace("type: Git", "type: Jenkins");
+        let y = GOOD.replace("type: Git", "type: SSH");
         let d = diags(&y);
         assert!(d[0].message.contains("not supported"), "{d:?}");
     }

@@ -2,11 +2,11 @@
 //!
 //! Built in and run by executors here: `Shell` (a command with working directory, environment,
 //! captured output, exit code and exported values) and `Git` (clone or fetch a real repository
-//! with the `git` command and check out a ref). Built in and run by the engine itself:
+//! with the `git` command and check out a ref); in [`crate::http`]: `REST`, `POLL`, `Jenkins`. Built in and run by the engine itself:
 //! `Condition` (stops the pipeline when false) and `UserOperation` (a durable approval).
 //! Known from Code Stream but not built in this release, so that loading a pipeline that uses
-//! them fails with a clear "not supported" error: `REST`, `POLL`, `Jenkins`, `SSH`, `Pipeline`,
-//! `Kubernetes`, `CI`, `Custom`.
+//! them fails with a clear "not supported" error: `SSH`, `Pipeline` (nested), `Kubernetes`,
+//! `CI`, `Custom`, `PowerShell`, `Bamboo`, `TFS`, `vRO`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -219,12 +219,14 @@ impl fmt::Debug for TaskRegistry {
 }
 
 impl TaskRegistry {
-    /// The built-in kinds: `Shell`, `Git`, `Condition`, `UserOperation`.
+    /// The built-in kinds: `Shell`, `Git`, `REST`, `POLL`, `Jenkins`, `Condition`,
+    /// `UserOperation`.
     ///
     /// ```
     /// let r = pipeline_core::task::TaskRegistry::builtin();
     /// assert!(r.spec("Shell").is_some());
-    /// assert!(r.is_unsupported("Jenkins"));
+    /// assert!(r.spec("Jenkins").is_some());
+    /// assert!(r.is_unsupported("SSH"));
     /// ```
     pub fn builtin() -> Self {
         let mut r = Self {
@@ -240,6 +242,14 @@ impl TaskRegistry {
         );
         r.register(Arc::new(Shell));
         r.register(Arc::new(Git));
+        if let Ok(client) = reqwest::Client::builder()
+            .user_agent(concat!("pipeline-core/", env!("CARGO_PKG_VERSION")))
+            .build()
+        {
+            r.register(Arc::new(crate::http::Rest::new(client.clone())));
+            r.register(Arc::new(crate::http::Poll::new(client.clone())));
+            r.register(Arc::new(crate::http::Jenkins::new(client)));
+        }
         r
     }
 
