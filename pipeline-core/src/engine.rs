@@ -86,6 +86,7 @@ struct Inner {
     artifacts: Option<Arc<dyn ArtifactStore>>,
     active: std::sync::Mutex<HashMap<String, Weak<Driver>>>,
     grace: Duration,
+    pipeline_dir: PathBuf,
 }
 
 /// The engine. Cheap to clone; clones share everything.
@@ -110,6 +111,7 @@ pub struct EngineBuilder {
     authorizer: Arc<dyn Authorizer>,
     artifacts: Option<Arc<dyn ArtifactStore>>,
     grace: Duration,
+    pipeline_dir: PathBuf,
 }
 
 impl std::fmt::Debug for EngineBuilder {
@@ -145,6 +147,13 @@ impl EngineBuilder {
         self
     }
 
+    /// Where nested `Pipeline` tasks find relative pipeline files (default: the current
+    /// directory).
+    pub fn pipeline_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.pipeline_dir = dir.into();
+        self
+    }
+
     /// The engine.
     pub fn build(self) -> Engine {
         let (events, _) = broadcast::channel(1024);
@@ -158,6 +167,7 @@ impl EngineBuilder {
                 artifacts: self.artifacts,
                 active: std::sync::Mutex::default(),
                 grace: self.grace,
+                pipeline_dir: self.pipeline_dir,
             }),
         }
     }
@@ -179,6 +189,7 @@ impl Engine {
             authorizer: Arc::new(PolicyOnly),
             artifacts: None,
             grace: Duration::from_secs(5),
+            pipeline_dir: PathBuf::from("."),
         }
     }
 
@@ -208,6 +219,18 @@ impl Engine {
         initiator: &str,
         work_dir: &Path,
     ) -> Result<String, Error> {
+        self.start_as(new_run_id(), pipeline, inputs, initiator, work_dir)
+            .await
+    }
+
+    async fn start_as(
+        &self,
+        run: String,
+        pipeline: &Pipeline,
+        inputs: BTreeMap<String, String>,
+        initiator: &str,
+        work_dir: &Path,
+    ) -> Result<String, Error> {
         let mut all = BTreeMap::new();
         for k in inputs.keys() {
             if !pipeline.inputs.contains_key(k) {
@@ -227,7 +250,6 @@ impl Engine {
             }
             all.insert(k.clone(), v);
         }
-        let run = new_run_id();
         let entry = Entry {
             version: 1,
             at: Timestamp::now(),
@@ -458,6 +480,18 @@ impl Engine {
         Ok(out)
     }
 
+    /// [`Engine::drive`] as a boxed `Send` future (nested runs recurse through it).
+    fn drive_boxed(&self, run: String) -> BoxedOutcome {
+        let engine = self.clone();
+        Box::pin(async move { engine.drive(&run).await })
+    }
+
+    /// [`Engine::resume`] as a boxed `Send` future.
+    fn resume_boxed(&self, run: String) -> BoxedOutcome {
+        let engine = self.clone();
+        Box::pin(async move { engine.resume(&run).await })
+    }
+
     fn active(&self, run: &str) -> Option<Arc<Driver>> {
         self.inner
             .active
@@ -511,6 +545,19 @@ impl Engine {
         })
     }
 }
+
+/// The id of the child run of a nested `Pipeline` task: derived, so a restart finds it.
+fn child_run_id(run: &str, stage: &Stage, task: &Task) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect()
+    };
+    format!("{run}-n-{}-{}", clean(&stage.name), clean(&task.name))
+}
+
+type BoxedOutcome =
+    std::pin::Pin<Box<dyn Future<Output = Result<Outcome, Error>> + Send + 'static>>;
 
 fn terminal_outcome(state: &RunState) -> Option<Outcome> {
     match state.status {
@@ -827,6 +874,10 @@ impl Driver {
                     });
                 }
                 TaskStatus::Cancelled => cancelled = true,
+                TaskStatus::Waiting if task.kind == "Pipeline" => {
+                    // The nested run waits: its requests are decided on the child run.
+                    waiting.push(format!("{}/*", child_run_id(&self.run, stage, task)));
+                }
                 TaskStatus::Waiting => {
                     waiting.push(format!("{}.{}", stage.name, task.name));
                 }
@@ -911,6 +962,7 @@ impl Driver {
         match task.kind.as_str() {
             "Condition" => return self.condition_task(stage, task).await,
             "UserOperation" => return self.user_operation(stage, task).await,
+            "Pipeline" => return self.nested(stage, task).await,
             _ => {}
         }
         let Some(kind) = self.inner.registry.get(&task.kind) else {
@@ -1312,6 +1364,144 @@ impl Driver {
         }
     }
 
+    /// Runs a nested pipeline as a child run whose id derives from this task, so that a
+    /// restarted engine finds and continues the same child instead of starting another.
+    async fn nested(&self, stage: &Stage, task: &Task) -> Result<TaskStatus, Error> {
+        let input = {
+            let st = self.state.lock().await;
+            resolve_value(&Value::Object(task.input.clone()), &st.scope(&self.vars))
+        };
+        let input = match input {
+            Ok(Value::Object(m)) => m,
+            Ok(_) => Map::new(),
+            Err(e) => {
+                let msg = format!("input: {e}");
+                return self
+                    .finish(stage, task, TaskStatus::Failed, json!({}), msg)
+                    .await;
+            }
+        };
+        let depth = self.run.matches("-n-").count();
+        if depth >= MAX_NESTING {
+            let msg = format!("pipelines nest deeper than {MAX_NESTING}");
+            return self
+                .finish(stage, task, TaskStatus::Failed, json!({}), msg)
+                .await;
+        }
+        let child = child_run_id(&self.run, stage, task);
+        let engine = Engine {
+            inner: Arc::clone(&self.inner),
+        };
+        let exists = self.inner.store.read(&child).await.is_ok();
+        if !exists {
+            let file = input
+                .get("pipeline")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let path = self.inner.pipeline_dir.join(file);
+            let loaded = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read pipeline {}: {e}", path.display()))
+                .and_then(|y| load_pipeline(&y, &self.inner.registry).map_err(|e| e.to_string()));
+            let child_pipeline = match loaded {
+                Ok(p) => p,
+                Err(e) => {
+                    return self
+                        .finish(stage, task, TaskStatus::Failed, json!({}), e)
+                        .await;
+                }
+            };
+            let props: BTreeMap<String, String> = input
+                .get("inputProperties")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| {
+                            (
+                                k.clone(),
+                                v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let initiator = self.state.lock().await.initiator.clone();
+            if let Err(e) = engine
+                .start_as(
+                    child.clone(),
+                    &child_pipeline,
+                    props,
+                    &initiator,
+                    &self.work_dir,
+                )
+                .await
+            {
+                let msg = format!("cannot start the nested pipeline: {e}");
+                return self
+                    .finish(stage, task, TaskStatus::Failed, json!({}), msg)
+                    .await;
+            }
+        }
+        let state = engine.status(&child).await?;
+        let driven = if matches!(state.status, RunStatus::Failed | RunStatus::Cancelled) && !exists
+        {
+            engine.drive_boxed(child.clone()).await
+        } else if matches!(state.status, RunStatus::Failed | RunStatus::Cancelled) {
+            // A retried or resumed parent resumes its child from the child's failed task.
+            engine.resume_boxed(child.clone()).await
+        } else {
+            let mut sig = self.control.cancel.signal();
+            let mut drive = engine.drive_boxed(child.clone());
+            tokio::select! {
+                r = &mut drive => r,
+                () = sig.reached(CancelLevel::Graceful) => {
+                    let hard = self.cancel_level() >= CancelLevel::Hard;
+                    engine.cancel(&child, hard, "the parent run was cancelled").await?;
+                    drive.await
+                }
+            }
+        }?;
+        let state = engine.status(&child).await?;
+        let mut tasks = Map::new();
+        for ((s, t), ts) in &state.tasks {
+            let entry = tasks
+                .entry(s.clone())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(m) = entry {
+                m.insert(t.clone(), ts.outputs.clone());
+            }
+        }
+        let outputs = |status: &str| json!({"runId": child, "status": status, "tasks": tasks});
+        match driven {
+            Outcome::Succeeded => {
+                self.finish(
+                    stage,
+                    task,
+                    TaskStatus::Succeeded,
+                    outputs("SUCCEEDED"),
+                    String::new(),
+                )
+                .await
+            }
+            Outcome::Failed(why) => {
+                let msg = format!("nested run {child} failed: {why}");
+                self.finish(stage, task, TaskStatus::Failed, outputs("FAILED"), msg)
+                    .await
+            }
+            Outcome::Cancelled(why) => {
+                let msg = format!("nested run {child} was cancelled: {why}");
+                self.finish(
+                    stage,
+                    task,
+                    TaskStatus::Cancelled,
+                    outputs("CANCELLED"),
+                    msg,
+                )
+                .await
+            }
+            _ => Ok(TaskStatus::Waiting),
+        }
+    }
+
     /// Opens the request when it is not yet open; returns where it stands.
     async fn approval(
         &self,
@@ -1534,6 +1724,9 @@ impl Driver {
         })
     }
 }
+
+/// The deepest nesting of `Pipeline` tasks.
+pub const MAX_NESTING: usize = 8;
 
 /// Secret values of a pipeline are never journaled; this is what they are replaced with.
 pub const REDACTED: &str = "********";

@@ -3,9 +3,10 @@
 //! Built in and run by executors here: `Shell` (a command with working directory, environment,
 //! captured output, exit code and exported values) and `Git` (clone or fetch a real repository
 //! with the `git` command and check out a ref); in [`crate::http`]: `REST`, `POLL`, `Jenkins`. Built in and run by the engine itself:
-//! `Condition` (stops the pipeline when false) and `UserOperation` (a durable approval).
+//! `Condition` (stops the pipeline when false), `UserOperation` (a durable approval) and
+//! `Pipeline` (a nested pipeline, run as a durable child run).
 //! Known from Code Stream but not built in this release, so that loading a pipeline that uses
-//! them fails with a clear "not supported" error: `SSH`, `Pipeline` (nested), `Kubernetes`,
+//! them fails with a clear "not supported" error: `SSH`, `Kubernetes`,
 //! `CI`, `Custom`, `PowerShell`, `Bamboo`, `TFS`, `vRO`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -187,12 +188,21 @@ const USER_OPERATION_OUTPUTS: &[FieldSpec] = &[
     field("comments", ValueType::Array, false),
 ];
 
+const PIPELINE_INPUTS: &[FieldSpec] = &[
+    field("pipeline", ValueType::String, true),
+    field("inputProperties", ValueType::Object, false),
+];
+const PIPELINE_OUTPUTS: &[FieldSpec] = &[
+    field("runId", ValueType::String, false),
+    field("status", ValueType::String, false),
+    field("tasks", ValueType::Object, false),
+];
+
 const UNSUPPORTED: &[&str] = &[
     "REST",
     "POLL",
     "Jenkins",
     "SSH",
-    "Pipeline",
     "Kubernetes",
     "CI",
     "Custom",
@@ -236,6 +246,8 @@ impl TaskRegistry {
         };
         r.engine
             .insert("Condition", (CONDITION_INPUTS, CONDITION_OUTPUTS));
+        r.engine
+            .insert("Pipeline", (PIPELINE_INPUTS, PIPELINE_OUTPUTS));
         r.engine.insert(
             "UserOperation",
             (USER_OPERATION_INPUTS, USER_OPERATION_OUTPUTS),

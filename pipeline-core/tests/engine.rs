@@ -705,3 +705,88 @@ async fn inputs_are_checked_when_a_run_starts() {
     let e = engine.start(&p, bad, "ann", &dir).await.unwrap_err();
     assert!(e.to_string().contains("has no input `nope`"), "{e}");
 }
+
+#[tokio::test]
+async fn nested_pipelines_run_as_durable_child_runs() {
+    let dir = tempdir("nested");
+    std::fs::write(
+        dir.join("child.yaml"),
+        r"
+kind: PIPELINE
+name: child
+input:
+  who: nobody
+stageOrder: [C]
+stages:
+  C:
+    taskOrder: [hello]
+    tasks:
+      hello:
+        type: Shell
+        input:
+          script: echo hello ${input.who}; echo x >> ../../child-runs; test -f ../../child-ok
+",
+    )
+    .unwrap();
+    let yaml = r"
+kind: PIPELINE
+name: parent
+stageOrder: [P]
+stages:
+  P:
+    taskOrder: [child, after]
+    tasks:
+      child:
+        type: Pipeline
+        input:
+          pipeline: child.yaml
+          inputProperties:
+            who: parent
+      after:
+        type: Shell
+        input:
+          script: echo got ${P.child.output.status} ${P.child.output.runId}
+";
+    let store = Arc::new(FileStore::open(dir.join("state")).unwrap());
+    let engine = Engine::builder(store, TaskRegistry::builtin())
+        .pipeline_dir(&dir)
+        .build();
+    let (run, outcome) = engine
+        .run(&pipeline(yaml), BTreeMap::new(), "ann", &dir.join("work"))
+        .await
+        .unwrap();
+    // The child fails first: so does the parent's Pipeline task.
+    assert!(
+        matches!(&outcome, Outcome::Failed(r) if r.contains("nested run")),
+        "{outcome:?}"
+    );
+    let child = engine
+        .status(&run)
+        .await
+        .unwrap()
+        .task("P", "child")
+        .outputs["runId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        engine.status(&child).await.unwrap().status,
+        RunStatus::Failed
+    );
+    // Fixed, the parent resumes; it resumes the same child run rather than starting another.
+    std::fs::write(dir.join("work/child-ok"), "").unwrap();
+    assert_eq!(engine.resume(&run).await.unwrap(), Outcome::Succeeded);
+    let st = engine.status(&run).await.unwrap();
+    assert_eq!(st.task("P", "child").outputs["runId"], child.as_str());
+    assert_eq!(
+        st.task("P", "child").outputs["tasks"]["C"]["hello"]["stdout"],
+        "hello parent\n"
+    );
+    assert_eq!(
+        st.task("P", "after").outputs["stdout"],
+        format!("got SUCCEEDED {child}\n")
+    );
+    let runs = std::fs::read_to_string(dir.join("work/child-runs")).unwrap();
+    assert_eq!(runs.lines().count(), 2, "the child ran once per attempt");
+    assert_eq!(engine.store().runs().await.unwrap().len(), 2);
+}
