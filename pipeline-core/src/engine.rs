@@ -344,6 +344,7 @@ impl Engine {
                     cancel,
                     paused: AtomicBool::new(false),
                 },
+                failed_at: std::sync::Mutex::new(None),
             });
             active.insert(run.to_owned(), Arc::downgrade(&d));
             d
@@ -594,6 +595,8 @@ struct Driver {
     control: Control,
     run_slots: Arc<Semaphore>,
     work_dir: PathBuf,
+    /// Where the run failed first: (stage index, task index).
+    failed_at: std::sync::Mutex<Option<(usize, Option<usize>)>>,
 }
 
 fn redact(value: &mut Value, secrets: &[String]) {
@@ -709,7 +712,13 @@ impl Driver {
                     }
                 }
             }
-            let (status, message) = end.unwrap_or((RunStatus::Succeeded, String::new()));
+            let (status, mut message) = end.unwrap_or((RunStatus::Succeeded, String::new()));
+            if status == RunStatus::Failed {
+                let rolled = self.rollbacks().await?;
+                if !rolled.is_empty() {
+                    message = format!("{message}; rolled back: {}", rolled.join(", "));
+                }
+            }
             self.commit(vec![Record::RunFinished {
                 status,
                 message: message.clone(),
@@ -723,6 +732,107 @@ impl Driver {
         }
         .instrument(span)
         .await
+    }
+
+    fn failed(&self, si: usize, task: Option<usize>) {
+        let mut f = self
+            .failed_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match *f {
+            None => *f = Some((si, task)),
+            Some((s, None)) if s == si && task.is_some() => *f = Some((si, task)),
+            _ => {}
+        }
+    }
+
+    /// Runs the rollbacks of what failed (task, then stage, then pipeline) as child runs.
+    async fn rollbacks(&self) -> Result<Vec<String>, Error> {
+        let failed_at = *self
+            .failed_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut todo = Vec::new();
+        if let Some((si, ti)) = failed_at.filter(|(si, _)| *si < self.pipeline.stages.len()) {
+            let stage = &self.pipeline.stages[si];
+            if let Some(t) = ti.map(|i| &stage.tasks[i])
+                && let Some(rb) = &t.rollback
+            {
+                todo.push((format!("task:{}.{}", stage.name, t.name), rb));
+            }
+            if let Some(rb) = &stage.rollback {
+                todo.push((format!("stage:{}", stage.name), rb));
+            }
+        }
+        if let Some(rb) = &self.pipeline.rollback {
+            todo.push(("pipeline".to_owned(), rb));
+        }
+        let engine = Engine {
+            inner: Arc::clone(&self.inner),
+        };
+        let mut done = Vec::new();
+        for (scope, rb) in todo {
+            if let Some((_, status)) = self.state.lock().await.rollbacks.get(&scope) {
+                done.push(format!("{scope} {status:?}"));
+                continue;
+            }
+            let clean: String = scope
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            let resumes = self.state.lock().await.resumes;
+            let child = format!("{}-rb{resumes}-{clean}", self.run);
+            if self.inner.store.read(&child).await.is_err() {
+                let input = {
+                    let st = self.state.lock().await;
+                    resolve_value(&Value::Object(rb.input.clone()), &st.scope(&self.vars))
+                };
+                let inputs: BTreeMap<String, String> = match input {
+                    Ok(Value::Object(m)) => m
+                        .into_iter()
+                        .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+                        .collect(),
+                    Ok(_) => BTreeMap::new(),
+                    Err(e) => {
+                        tracing::warn!(%scope, error = %e, "rollback input cannot be resolved");
+                        done.push(format!("{scope} not run: {e}"));
+                        continue;
+                    }
+                };
+                let path = self.inner.pipeline_dir.join(&rb.pipeline);
+                let loaded = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))
+                    .and_then(|y| {
+                        load_pipeline(&y, &self.inner.registry).map_err(|e| e.to_string())
+                    });
+                let p = match loaded {
+                    Ok(p) => p,
+                    Err(e) => {
+                        done.push(format!("{scope} not run: {e}"));
+                        continue;
+                    }
+                };
+                let initiator = self.state.lock().await.initiator.clone();
+                engine
+                    .start_as(child.clone(), &p, inputs, &initiator, &self.work_dir)
+                    .await?;
+            }
+            let outcome = engine.drive_boxed(child.clone()).await?;
+            let status = match outcome {
+                Outcome::Succeeded => RunStatus::Succeeded,
+                Outcome::Cancelled(_) => RunStatus::Cancelled,
+                Outcome::Waiting(_) => RunStatus::Waiting,
+                _ => RunStatus::Failed,
+            };
+            self.commit(vec![Record::RolledBack {
+                scope: scope.clone(),
+                run: child,
+                status,
+            }])
+            .await?;
+            done.push(format!("{scope} {status:?}"));
+        }
+        Ok(done)
     }
 
     /// Records attempts that were running when the engine stopped as interrupted.
@@ -778,6 +888,9 @@ impl Driver {
             }
             .instrument(span)
             .await?;
+            if matches!(flow, Flow::Fail(_)) {
+                self.failed(si, None);
+            }
             if !matches!(flow, Flow::Continue) {
                 return Ok(flow);
             }
@@ -817,6 +930,7 @@ impl Driver {
                 TaskStatus::Failed | TaskStatus::TimedOut | TaskStatus::Cancelled
             ) && !stage.tasks[i].ignore_failure
             {
+                self.failed(si, Some(i));
                 failure.get_or_insert_with(|| {
                     format!("task {}.{} failed", stage.name, stage.tasks[i].name)
                 });
@@ -863,6 +977,7 @@ impl Driver {
             let task = &stage.tasks[i];
             match status {
                 TaskStatus::Failed | TaskStatus::TimedOut if !task.ignore_failure => {
+                    self.failed(si, Some(i));
                     let message = self
                         .state
                         .lock()

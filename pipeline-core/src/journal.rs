@@ -273,6 +273,15 @@ pub enum Record {
         /// Why.
         reason: String,
     },
+    /// A rollback pipeline ran (as a child run) after a failure.
+    RolledBack {
+        /// What it was attached to: `task:Stage.task`, `stage:Stage` or `pipeline`.
+        scope: String,
+        /// The child run.
+        run: String,
+        /// How the child run ended.
+        status: RunStatus,
+    },
     /// The run finished.
     RunFinished {
         /// Its final status.

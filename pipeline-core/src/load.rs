@@ -117,6 +117,16 @@ struct RawPipeline {
     entry_gate: Option<Spanned<RawGate>>,
     #[serde(default, rename = "exitGate")]
     exit_gate: Option<Spanned<RawGate>>,
+    #[serde(default)]
+    rollback: Option<RawRollback>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRollback {
+    pipeline: String,
+    #[serde(default)]
+    input: BTreeMap<String, Spanned<Value>>,
 }
 
 #[derive(Deserialize)]
@@ -153,6 +163,8 @@ struct RawStage {
     entry_gate: Option<Spanned<RawGate>>,
     #[serde(default, rename = "exitGate")]
     exit_gate: Option<Spanned<RawGate>>,
+    #[serde(default)]
+    rollback: Option<RawRollback>,
 }
 
 #[derive(Deserialize)]
@@ -174,6 +186,8 @@ struct RawTask {
     timeout: Option<Spanned<RawTimeout>>,
     #[serde(default)]
     endpoints: Option<Value>,
+    #[serde(default)]
+    rollback: Option<RawRollback>,
 }
 
 #[derive(Deserialize)]
@@ -439,6 +453,9 @@ impl Validator<'_> {
         let exit_gate = raw
             .exit_gate
             .map(|g| self.gate(g, "pipeline.exit".into(), &env, &all));
+        let rollback = raw
+            .rollback
+            .map(|rb| self.rollback(rb, &env, "pipeline", &all));
         Pipeline {
             name: raw.name,
             description: raw.description,
@@ -449,6 +466,7 @@ impl Validator<'_> {
             finally,
             entry_gate,
             exit_gate,
+            rollback,
             source: yaml.to_owned(),
         }
     }
@@ -550,6 +568,7 @@ impl Validator<'_> {
         let mut tasks: Vec<Task> = Vec::with_capacity(order.len());
         let mut raw_tasks = raw.tasks;
         let mut pending_inputs = Vec::new();
+        let mut task_rollbacks = Vec::new();
         for &old in &topo {
             let tname = order[old].clone();
             let Some(rt) = raw_tasks.remove(&tname) else {
@@ -615,6 +634,7 @@ impl Validator<'_> {
                 }
             }
             let _ = &rt.endpoints;
+            task_rollbacks.push(rt.rollback);
             pending_inputs.push((rt.kind, rt.input, rt.pre_condition, task_at));
             tasks.push(Task {
                 name: tname,
@@ -625,6 +645,7 @@ impl Validator<'_> {
                 ignore_failure: rt.ignore_failure,
                 retry,
                 timeout,
+                rollback: None,
                 line: task_at.0,
             });
         }
@@ -705,11 +726,47 @@ impl Validator<'_> {
             .exit_gate
             .map(|g| self.gate(g, format!("{name}.exit"), &info_env, &with_self));
         let _ = stage_at;
+        for (i, rb) in task_rollbacks.into_iter().enumerate() {
+            tasks[i].rollback = rb.map(|rb| self.rollback(rb, &info_env, &name, &with_self));
+        }
+        let rollback = raw
+            .rollback
+            .map(|rb| self.rollback(rb, &info_env, &name, &with_self));
         Stage {
             name,
             tasks,
             entry_gate,
             exit_gate,
+            rollback,
+        }
+    }
+
+    fn rollback(
+        &mut self,
+        raw: RawRollback,
+        env: &Env<'_>,
+        stage: &str,
+        visible: &[usize],
+    ) -> crate::model::Rollback {
+        let vis = Visibility {
+            whole_stages: visible,
+            same_stage: None,
+        };
+        let mut input = serde_json::Map::new();
+        for (k, v) in raw.input {
+            self.check_value(
+                &v,
+                ValueType::Any,
+                &format!("rollback input `{k}`"),
+                env,
+                stage,
+                &vis,
+            );
+            input.insert(k, v.value);
+        }
+        crate::model::Rollback {
+            pipeline: raw.pipeline,
+            input,
         }
     }
 

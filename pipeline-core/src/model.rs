@@ -190,6 +190,8 @@ pub struct Task {
     pub retry: RetryPolicy,
     /// Time limits.
     pub timeout: TimeoutPolicy,
+    /// Run when the task fails the run.
+    pub rollback: Option<Rollback>,
     /// The YAML line the task is defined on.
     pub line: u64,
 }
@@ -205,6 +207,17 @@ pub struct Stage {
     pub entry_gate: Option<Gate>,
     /// Checked after the last task ends.
     pub exit_gate: Option<Gate>,
+    /// Run when the stage fails the run.
+    pub rollback: Option<Rollback>,
+}
+
+/// A rollback pipeline, run (as a durable child run) when what it is attached to fails.
+#[derive(Clone, Debug)]
+pub struct Rollback {
+    /// The pipeline file, relative to the engine's pipeline directory.
+    pub pipeline: String,
+    /// Its inputs; strings are templates resolved against the failed run.
+    pub input: serde_json::Map<String, Value>,
 }
 
 /// How a gate combines its rules.
@@ -343,6 +356,8 @@ pub struct Pipeline {
     pub entry_gate: Option<Gate>,
     /// Checked after the last stage.
     pub exit_gate: Option<Gate>,
+    /// Run when the run fails.
+    pub rollback: Option<Rollback>,
     /// The YAML the pipeline was loaded from (journaled with each run).
     pub source: String,
 }

@@ -124,6 +124,10 @@ pub struct RunState {
     pub approvals: BTreeMap<String, ApprovalState>,
     /// `Some(hard)` once a cancel was requested.
     pub cancel_requested: Option<bool>,
+    /// Rollbacks run since the last resume, by scope: the child run and how it ended.
+    pub rollbacks: BTreeMap<String, (String, RunStatus)>,
+    /// How many times the run was resumed.
+    pub resumes: u32,
 }
 
 fn ser_tasks<S: serde::Serializer>(
@@ -170,6 +174,8 @@ impl RunState {
             gates: BTreeMap::new(),
             approvals: BTreeMap::new(),
             cancel_requested: None,
+            rollbacks: BTreeMap::new(),
+            resumes: 0,
         };
         for e in &entries[1..] {
             s.check(&e.record)?;
@@ -380,6 +386,8 @@ impl RunState {
             Record::Parked { .. } => self.status = RunStatus::Waiting,
             Record::Resumed => {
                 self.status = RunStatus::Running;
+                self.resumes += 1;
+                self.rollbacks.clear();
                 self.message.clear();
                 self.cancel_requested = None;
                 for t in self.tasks.values_mut() {
@@ -403,6 +411,9 @@ impl RunState {
             }
             Record::CancelRequested { hard, .. } => {
                 self.cancel_requested = Some(self.cancel_requested.unwrap_or(false) || *hard);
+            }
+            Record::RolledBack { scope, run, status } => {
+                self.rollbacks.insert(scope.clone(), (run.clone(), *status));
             }
             Record::RunFinished { status, message } => {
                 self.status = *status;

@@ -790,3 +790,75 @@ stages:
     assert_eq!(runs.lines().count(), 2, "the child ran once per attempt");
     assert_eq!(engine.store().runs().await.unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn rollbacks_run_for_the_failed_task_stage_and_pipeline() {
+    let dir = tempdir("rollback");
+    std::fs::write(
+        dir.join("undo.yaml"),
+        r"
+kind: PIPELINE
+name: undo
+input:
+  what: nothing
+stageOrder: [U]
+stages:
+  U:
+    taskOrder: [undo]
+    tasks:
+      undo:
+        type: Shell
+        input:
+          script: echo undo ${input.what} >> ../../rollbacks
+",
+    )
+    .unwrap();
+    let yaml = r"
+kind: PIPELINE
+name: deploy
+stageOrder: [Deploy]
+rollback:
+  pipeline: undo.yaml
+  input: {what: pipeline}
+stages:
+  Deploy:
+    rollback:
+      pipeline: undo.yaml
+      input: {what: stage}
+    taskOrder: [push, verify]
+    tasks:
+      push:
+        type: Shell
+        input:
+          script: echo pushed
+      verify:
+        type: Shell
+        rollback:
+          pipeline: undo.yaml
+          input: {what: '${Deploy.push.status}'}
+        input:
+          script: exit 1
+";
+    let store = Arc::new(FileStore::open(dir.join("state")).unwrap());
+    let engine = Engine::builder(store, TaskRegistry::builtin())
+        .pipeline_dir(&dir)
+        .build();
+    let (run, outcome) = engine
+        .run(&pipeline(yaml), BTreeMap::new(), "ann", &dir.join("work"))
+        .await
+        .unwrap();
+    let Outcome::Failed(why) = outcome else {
+        panic!("expected failure, got {outcome:?}")
+    };
+    assert!(why.contains("rolled back"), "{why}");
+    let log = std::fs::read_to_string(dir.join("work/rollbacks")).unwrap();
+    assert_eq!(log, "undo SUCCEEDED\nundo stage\nundo pipeline\n", "{why}");
+    let st = engine.status(&run).await.unwrap();
+    assert_eq!(st.rollbacks.len(), 3);
+    assert!(
+        st.rollbacks
+            .values()
+            .all(|(_, s)| *s == RunStatus::Succeeded)
+    );
+    assert!(st.rollbacks.contains_key("task:Deploy.verify"));
+}
