@@ -10,7 +10,7 @@
 //!
 //! The `Publish` and `Promote` task kinds ([`register_kinds`]) let pipelines use a store.
 //!
-//! Not built in this release: the Artifactory backend.
+//! [`crate::artifactory::ArtifactoryStore`] implements the same trait over JFrog Artifactory.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

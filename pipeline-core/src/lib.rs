@@ -22,6 +22,7 @@
 
 pub mod approval;
 pub mod artifact;
+pub mod artifactory;
 pub mod binding;
 pub mod engine;
 mod error;
