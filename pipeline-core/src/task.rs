@@ -104,8 +104,9 @@ impl CancelSignal {
     }
 }
 
-/// Everything a task attempt gets.
-#[derive(Clone, Debug)]
+/// Everything a task attempt gets. Its `Debug` output shows input keys, never values (they
+/// may hold secrets).
+#[derive(Clone)]
 pub struct TaskContext {
     /// The run.
     pub run_id: String,
@@ -123,6 +124,20 @@ pub struct TaskContext {
     pub cancel: CancelSignal,
     /// The run's working directory; relative paths in inputs are taken from here.
     pub work_dir: PathBuf,
+}
+
+impl fmt::Debug for TaskContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskContext")
+            .field("run_id", &self.run_id)
+            .field("stage", &self.stage)
+            .field("task", &self.task)
+            .field("attempt", &self.attempt)
+            .field("idempotency_key", &self.idempotency_key)
+            .field("input_keys", &self.input.keys().collect::<Vec<_>>())
+            .field("work_dir", &self.work_dir)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A failed attempt: why, and what outputs it produced.
@@ -613,6 +628,15 @@ mod tests {
         assert!(stdout.contains("hello r1:S.t:1"));
         assert_eq!(out["stderr"], "oops\n");
         assert_eq!(out["exports"]["v"], "1.2");
+    }
+
+    #[test]
+    fn context_debug_never_shows_input_values() {
+        let d = std::env::temp_dir();
+        let (c, _h) = ctx(json!({"script": "echo hunter2"}), &d);
+        let shown = format!("{c:?}");
+        assert!(shown.contains("script"));
+        assert!(!shown.contains("hunter2"));
     }
 
     #[tokio::test]
