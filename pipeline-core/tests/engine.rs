@@ -862,3 +862,43 @@ stages:
     );
     assert!(st.rollbacks.contains_key("task:Deploy.verify"));
 }
+
+#[tokio::test]
+async fn concurrency_limits_hold() {
+    let dir = tempdir("concurrency");
+    let engine = engine(&dir);
+    // Each task records how many tasks run beside it (a lock-free counter in files).
+    let script = "mkdir -p ../live; touch ../live/$PIPELINE_IDEMPOTENCY_KEY; ls ../live | wc -l >> ../seen; sleep 0.3; rm ../live/$PIPELINE_IDEMPOTENCY_KEY";
+    let yaml = format!(
+        r#"
+kind: PIPELINE
+name: limits
+concurrency: 2
+stageOrder: [S]
+stages:
+  S:
+    taskOrder: ["a,b,c,d,e"]
+    tasks:
+      a: {{type: Shell, input: {{script: "{script}"}}}}
+      b: {{type: Shell, input: {{script: "{script}"}}}}
+      c: {{type: Shell, input: {{script: "{script}"}}}}
+      d: {{type: Shell, input: {{script: "{script}"}}}}
+      e: {{type: Shell, input: {{script: "{script}"}}}}
+"#
+    );
+    let started = Instant::now();
+    let (_, outcome) = engine
+        .run(&pipeline(&yaml), BTreeMap::new(), "ann", &dir.join("work"))
+        .await
+        .unwrap();
+    assert_eq!(outcome, Outcome::Succeeded);
+    let seen = std::fs::read_to_string(dir.join("work/seen")).unwrap();
+    let max = seen
+        .lines()
+        .map(|l| l.trim().parse::<u32>().unwrap())
+        .max()
+        .unwrap();
+    assert_eq!(max, 2, "{seen}");
+    // Five 0.3 s tasks two at a time take at least three rounds.
+    assert!(started.elapsed() >= Duration::from_millis(900));
+}
