@@ -615,12 +615,19 @@ fn redact(value: &mut Value, secrets: &[String]) {
 }
 
 impl Driver {
-    fn stage(&self, si: usize) -> &Stage {
-        self.pipeline
-            .stages
-            .get(si)
-            .or(self.pipeline.finally.as_ref())
-            .unwrap_or(&self.pipeline.stages[0])
+    /// Stage `si`: the stages in order, then the pipeline's `finally` (`si == n`), then the
+    /// stages' own `finally` blocks (`n + 1 + i` for stage `i`).
+    fn stage(&self, si: usize) -> Option<&Stage> {
+        let n = self.pipeline.stages.len();
+        match si.cmp(&n) {
+            std::cmp::Ordering::Less => self.pipeline.stages.get(si),
+            std::cmp::Ordering::Equal => self.pipeline.finally.as_ref(),
+            std::cmp::Ordering::Greater => self
+                .pipeline
+                .stages
+                .get(si - n - 1)
+                .and_then(|s| s.finally.as_deref()),
+        }
     }
 
     fn cancel_level(&self) -> CancelLevel {
@@ -891,6 +898,19 @@ impl Driver {
             if matches!(flow, Flow::Fail(_)) {
                 self.failed(si, None);
             }
+            let mut flow = flow;
+            if stage.finally.is_some()
+                && !matches!(flow, Flow::Park(_) | Flow::Pause)
+                && self.cancel_level() < CancelLevel::Hard
+            {
+                match self.run_tasks(self.pipeline.stages.len() + 1 + si).await? {
+                    Flow::Fail(r) if matches!(flow, Flow::Continue) => {
+                        flow = Flow::Fail(format!("{}-finally: {r}", stage.name));
+                    }
+                    Flow::Park(r) => return Ok(Flow::Park(r)),
+                    _ => {}
+                }
+            }
             if !matches!(flow, Flow::Continue) {
                 return Ok(flow);
             }
@@ -900,7 +920,9 @@ impl Driver {
 
     /// Runs a stage's tasks as a DAG; `si == stages.len()` is `finally`.
     async fn run_tasks(self: &Arc<Self>, si: usize) -> Result<Flow, Error> {
-        let stage = self.stage(si);
+        let Some(stage) = self.stage(si) else {
+            return Ok(Flow::Continue);
+        };
         let n = stage.tasks.len();
         let statuses: Vec<TaskStatus> = {
             let st = self.state.lock().await;
@@ -941,7 +963,7 @@ impl Driver {
         let mut error: Option<Error> = None;
         let mut set: JoinSet<(usize, Result<TaskStatus, Error>)> = JoinSet::new();
         loop {
-            let is_finally = si == self.pipeline.stages.len();
+            let is_finally = si >= self.pipeline.stages.len();
             let stop = failure.is_some()
                 || error.is_some()
                 || (self.cancel_level() > CancelLevel::None && !is_finally)
@@ -1045,7 +1067,12 @@ impl Driver {
     }
 
     async fn run_task(self: Arc<Self>, si: usize, i: usize) -> Result<TaskStatus, Error> {
-        let stage = self.stage(si);
+        let Some(stage) = self.stage(si) else {
+            return Err(Error::InvalidState {
+                run: self.run.clone(),
+                message: format!("no stage {si}"),
+            });
+        };
         let task = &stage.tasks[i];
         let ts = self.state.lock().await.task(&stage.name, &task.name);
         if ts.status.is_terminal() {

@@ -165,6 +165,8 @@ struct RawStage {
     exit_gate: Option<Spanned<RawGate>>,
     #[serde(default)]
     rollback: Option<RawRollback>,
+    #[serde(default)]
+    finally: Option<Box<Spanned<RawStage>>>,
 }
 
 #[derive(Deserialize)]
@@ -725,19 +727,38 @@ impl Validator<'_> {
         let exit_gate = raw
             .exit_gate
             .map(|g| self.gate(g, format!("{name}.exit"), &info_env, &with_self));
-        let _ = stage_at;
         for (i, rb) in task_rollbacks.into_iter().enumerate() {
             tasks[i].rollback = rb.map(|rb| self.rollback(rb, &info_env, &name, &with_self));
         }
         let rollback = raw
             .rollback
             .map(|rb| self.rollback(rb, &info_env, &name, &with_self));
+        let finally = raw.finally.and_then(|f| {
+            if name == "finally" || name.ends_with("-finally") {
+                self.err(
+                    at(&f),
+                    format!("`{name}` is a finally block and cannot have its own"),
+                );
+                return None;
+            }
+            let mut st = self.stage(format!("{name}-finally"), *f, &info_env, &with_self);
+            if st.entry_gate.is_some() || st.exit_gate.is_some() || st.rollback.is_some() {
+                self.err(
+                    stage_at,
+                    format!("the finally block of `{name}` cannot have gates or a rollback"),
+                );
+            }
+            st.entry_gate = None;
+            st.exit_gate = None;
+            Some(Box::new(st))
+        });
         Stage {
             name,
             tasks,
             entry_gate,
             exit_gate,
             rollback,
+            finally,
         }
     }
 

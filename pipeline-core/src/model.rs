@@ -209,6 +209,8 @@ pub struct Stage {
     pub exit_gate: Option<Gate>,
     /// Run when the stage fails the run.
     pub rollback: Option<Rollback>,
+    /// Tasks that run after the stage whatever its outcome, as a stage named `<stage>-finally`.
+    pub finally: Option<Box<Stage>>,
 }
 
 /// A rollback pipeline, run (as a durable child run) when what it is attached to fails.

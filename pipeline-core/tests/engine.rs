@@ -902,3 +902,50 @@ stages:
     // Five 0.3 s tasks two at a time take at least three rounds.
     assert!(started.elapsed() >= Duration::from_millis(900));
 }
+
+#[tokio::test]
+async fn stage_finally_blocks_run_whatever_the_stage_did() {
+    let dir = tempdir("stage-finally");
+    let engine = engine(&dir);
+    let yaml = r"
+kind: PIPELINE
+name: stage-finally
+stageOrder: [A, B]
+stages:
+  A:
+    taskOrder: [ok]
+    tasks:
+      ok: {type: Shell, input: {script: echo a}}
+    finally:
+      taskOrder: [tidy]
+      tasks:
+        tidy: {type: Shell, input: {script: 'echo tidy-a ${A.ok.status} >> ../log'}}
+  B:
+    taskOrder: [bad]
+    tasks:
+      bad: {type: Shell, input: {script: exit 1}}
+    finally:
+      taskOrder: [tidy]
+      tasks:
+        tidy: {type: Shell, input: {script: 'echo tidy-b ${B.bad.status} >> ../log'}}
+";
+    let (run, outcome) = engine
+        .run(&pipeline(yaml), BTreeMap::new(), "ann", &dir.join("work"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&outcome, Outcome::Failed(r) if r.contains("B.bad")),
+        "{outcome:?}"
+    );
+    let log = std::fs::read_to_string(dir.join("work/log")).unwrap();
+    assert_eq!(log, "tidy-a SUCCEEDED\ntidy-b FAILED\n");
+    let st = engine.status(&run).await.unwrap();
+    assert_eq!(st.task("B-finally", "tidy").status, TaskStatus::Succeeded);
+
+    let nested = yaml.replace(
+        "        tidy: {type: Shell, input: {script: 'echo tidy-a ${A.ok.status} >> ../log'}}\n",
+        "        tidy: {type: Shell, input: {script: 'echo tidy-a ${A.ok.status} >> ../log'}}\n      finally:\n        taskOrder: [x]\n        tasks:\n          x: {type: Shell, input: {script: 'true'}}\n",
+    );
+    let e = load_pipeline(&nested, &TaskRegistry::builtin()).unwrap_err();
+    assert!(e.to_string().contains("cannot have its own"), "{e}");
+}
