@@ -365,20 +365,21 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Looks a stage up by name (`finally` included).
+    /// Looks a stage up by name (`finally` blocks included).
     pub fn stage(&self, name: &str) -> Option<&Stage> {
         self.stages
             .iter()
             .chain(self.finally.as_ref())
+            .chain(self.stages.iter().filter_map(|s| s.finally.as_deref()))
             .find(|s| s.name == name)
     }
 
-    /// The number of tasks in all stages and `finally`.
+    /// The number of tasks in all stages and `finally` blocks.
     pub fn task_count(&self) -> usize {
         self.stages
             .iter()
             .chain(self.finally.as_ref())
-            .map(|s| s.tasks.len())
+            .map(|s| s.tasks.len() + s.finally.as_ref().map_or(0, |f| f.tasks.len()))
             .sum()
     }
 
