@@ -455,10 +455,15 @@ impl Engine {
     }
 
     /// Drives every unfinished, unpaused run of the store (call it at start-up): interrupted
-    /// runs continue, parked runs re-check their approvals (and expiry).
+    /// runs continue, parked runs re-check their approvals (and expiry). Child runs (nested
+    /// pipelines, rollbacks) are left to their parents, which drive them.
     pub async fn reconcile(&self) -> Result<Vec<(String, Outcome)>, Error> {
         let mut set = JoinSet::new();
         for run in self.inner.store.runs().await? {
+            if is_child_run(&run) {
+                // Nested and rollback runs are driven by their parent run.
+                continue;
+            }
             let state = self.status(&run).await?;
             if state.status.is_terminal() || state.status == RunStatus::Paused {
                 continue;
@@ -545,6 +550,11 @@ impl Engine {
             message: "the journal kept changing; try again".into(),
         })
     }
+}
+
+/// Whether a run is the child of another (a nested pipeline or a rollback).
+fn is_child_run(run: &str) -> bool {
+    run.contains("-n-") || run.contains("-rb")
 }
 
 /// The id of the child run of a nested `Pipeline` task: derived, so a restart finds it.

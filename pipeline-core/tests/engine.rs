@@ -949,3 +949,33 @@ stages:
     let e = load_pipeline(&nested, &TaskRegistry::builtin()).unwrap_err();
     assert!(e.to_string().contains("cannot have its own"), "{e}");
 }
+
+#[tokio::test]
+async fn reconcile_leaves_child_runs_to_their_parents() {
+    let dir = tempdir("reconcile-children");
+    std::fs::write(
+        dir.join("child.yaml"),
+        "kind: PIPELINE\nname: child\nstageOrder: [C]\nstages:\n  C:\n    taskOrder: [t]\n    tasks:\n      t: {type: Shell, input: {script: 'sleep 0.2'}}\n",
+    )
+    .unwrap();
+    let parent = "kind: PIPELINE\nname: parent\nstageOrder: [P]\nstages:\n  P:\n    taskOrder: [n]\n    tasks:\n      n: {type: Pipeline, input: {pipeline: child.yaml}}\n";
+    let store = Arc::new(FileStore::open(dir.join("state")).unwrap());
+    let engine = Engine::builder(store, TaskRegistry::builtin())
+        .pipeline_dir(&dir)
+        .build();
+    let p = pipeline(parent);
+    let run = engine
+        .start(&p, BTreeMap::new(), "ann", &dir.join("work"))
+        .await
+        .unwrap();
+    // Two runs exist once the parent has started its child; reconcile drives only the parent.
+    let e2 = engine.clone();
+    let r2 = run.clone();
+    let first = tokio::spawn(async move { e2.drive(&r2).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    first.abort();
+    let _ = first.await;
+    let done = engine.reconcile().await.unwrap();
+    assert_eq!(done, vec![(run.clone(), Outcome::Succeeded)]);
+    assert_eq!(engine.store().runs().await.unwrap().len(), 2);
+}
