@@ -4,15 +4,41 @@
 //! that decide whether the flow may go on; an artifact repository keeps each task's outputs as
 //! versions and passes them on.
 //!
+//! - [`load`]: YAML close to Code Stream's export, validated with line numbers before anything runs;
+//! - [`binding`] and [`expr`]: `${...}` bindings and CEL conditions;
+//! - [`model`]: the validated pipeline;
+//! - [`gate`] and [`approval`]: gate rules and durable approvals, as plain decisions;
+//! - [`journal`]: the durable, versioned (compare-and-swap) journal behind a trait;
+//! - [`state`]: a run's state, folded from its journal;
+//! - [`engine`]: the async engine that runs, resumes and reconciles runs;
+//! - [`task`]: task kinds (a trait) and the built-in ones;
+//! - [`artifact`]: the artifact repository.
+//!
 //! # Layering
 //!
 //! `pipeline-core` depends on **no other workspace crate**: pipelines drive vSphere, volumes or
 //! VMs through task kinds that callers register, never through a compile-time dependency. No
 //! workspace crate but the examples and the C API may depend on it.
 
+pub mod approval;
+pub mod artifact;
+pub mod artifactory;
+pub mod binding;
+pub mod engine;
 mod error;
+pub mod expr;
+pub mod gate;
+pub mod http;
+pub mod journal;
+pub mod load;
+pub mod model;
+pub mod state;
+pub mod task;
 
-pub use error::Error;
+pub use error::{Error, Refusal};
+
+/// Re-exported so that task kinds can implement [`task::TaskKind`] without a direct dependency.
+pub use async_trait::async_trait;
 
 /// A short, human-readable statement of what this crate can do in this build.
 ///

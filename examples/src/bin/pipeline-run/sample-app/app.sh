@@ -1,0 +1,3 @@
+#!/bin/sh
+# The sample app.
+echo "hello, ${1:-you}"
