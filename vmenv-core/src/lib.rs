@@ -10,6 +10,8 @@
 //!   [`Nics`], [`DiskHotplug`], [`GuestExec`]) are discovered at run time, and a missing one is
 //!   a typed [`Error::Unsupported`].
 //! - [`qemu`] is the local backend: real `qemu-system-x86_64` VMs over QMP.
+//! - [`appcatalyst`] is a client and backend for VMware AppCatalyst's REST API and, with the
+//!   `server` feature, an AppCatalyst-compatible server over any backend.
 //!
 //! # Layering
 //!
@@ -18,10 +20,12 @@
 //! `volume-core` and `pipeline-core` must never depend on `vmenv-core`; only the examples and the
 //! C API sit above it.
 
+pub mod appcatalyst;
 mod error;
 mod hypervisor;
 mod model;
 pub mod qemu;
+mod rest;
 
 pub use error::{Error, Result};
 pub use hypervisor::{
@@ -32,6 +36,7 @@ pub use model::{
     AttachedDisk, Event, ExecOutput, GuestAddress, IpSource, Nic, PortForward, SharedFolder,
     SnapshotInfo, Source, StopOutcome, VmName, VmSpec, VmState, VmStatus,
 };
+pub use rest::CodeMessage;
 
 /// A short, human-readable statement of what this crate can do in this build.
 ///

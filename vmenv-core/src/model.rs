@@ -162,7 +162,8 @@ pub struct PortForward {
 /// A host directory shared with the guest.
 #[derive(Clone, Debug, Eq, PartialEq, Serialize, Deserialize)]
 pub struct SharedFolder {
-    /// The share's name (the 9p mount tag, the HGFS share name). Same rules as a VM name.
+    /// The share's name (the 9p mount tag, the HGFS share name): 1-63 ASCII letters, digits,
+    /// `-` or `_` (Vagrant names shares after their path, `/vagrant` → `_vagrant`).
     pub name: String,
     /// The directory on the host.
     pub host_path: PathBuf,
@@ -175,12 +176,20 @@ pub struct SharedFolder {
 impl SharedFolder {
     /// Checks the share's name and paths.
     pub fn validate(&self) -> Result<()> {
-        VmName::new(self.name.clone()).map_err(|_| {
-            Error::invalid(
+        let ok = (1..=63).contains(&self.name.len())
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !ok {
+            return Err(Error::invalid(
                 "shared folder name",
-                format!("{:?}: use ASCII letters, digits, '-' or '_'", self.name),
-            )
-        })?;
+                format!(
+                    "{:?}: use 1-63 ASCII letters, digits, '-' or '_'",
+                    self.name
+                ),
+            ));
+        }
         if !self.guest_path.starts_with('/') || self.guest_path.contains(['"', '\n', ' ']) {
             return Err(Error::invalid(
                 "shared folder guest path",
