@@ -12,6 +12,7 @@
 //! - [`qemu`] is the local backend: real `qemu-system-x86_64` VMs over QMP.
 //! - [`appcatalyst`] is a client and backend for VMware AppCatalyst's REST API and, with the
 //!   `server` feature, an AppCatalyst-compatible server over any backend.
+//! - [`vmrest`] is a client for VMware Fusion/Workstation's `vmrest` API.
 //!
 //! # Layering
 //!
@@ -26,6 +27,7 @@ mod hypervisor;
 mod model;
 pub mod qemu;
 mod rest;
+pub mod vmrest;
 
 pub use error::{Error, Result};
 pub use hypervisor::{

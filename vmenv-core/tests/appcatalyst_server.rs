@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use reqwest::Method as M;
 use serde_json::{Value, json};
 use vmenv_core::qemu::{QemuConfig, QemuHypervisor, Template, qemu_available};
 use vmenv_core::{GuestExec, Hypervisor, VmName};
@@ -81,14 +82,13 @@ async fn the_vagrant_provider_flow_drives_a_qemu_vm() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(vmenv_core::appcatalyst::server::serve(listener, hv, "tiny"));
-    let v = Vagrant {
+    let vagrant = Vagrant {
         http: reqwest::Client::new(),
         base,
     };
-    use reqwest::Method as M;
 
     // meta.rb: the version probe.
-    let (s, doc, _) = v.call(M::GET, "/json/swagger.json", None).await;
+    let (s, doc, _) = vagrant.call(M::GET, "/json/swagger.json", None).await;
     assert_eq!(s, 200);
     assert!(
         doc["info"]["version"]
@@ -98,11 +98,11 @@ async fn the_vagrant_provider_flow_drives_a_qemu_vm() {
     );
 
     // Bad requests get the envelope the clients parse.
-    let (s, e, _) = v.call(M::POST, "/api/vms", Some("{not json")).await;
+    let (s, e, _) = vagrant.call(M::POST, "/api/vms", Some("{not json")).await;
     assert_eq!(s, 400, "{e}");
-    let (s, _, _) = v.call(M::GET, "/api/vms/nope", None).await;
+    let (s, _, _) = vagrant.call(M::GET, "/api/vms/nope", None).await;
     assert_eq!(s, 404);
-    let (s, _, _) = v
+    let (s, _, _) = vagrant
         .call(
             M::POST,
             "/api/vms",
@@ -110,16 +110,16 @@ async fn the_vagrant_provider_flow_drives_a_qemu_vm() {
         )
         .await;
     assert_eq!(s, 501);
-    let (s, _, _) = v.call(M::PUT, "/api/vms", Some("{}")).await;
+    let (s, _, _) = vagrant.call(M::PUT, "/api/vms", Some("{}")).await;
     assert_eq!(s, 405);
-    let (s, _, _) = v
+    let (s, _, _) = vagrant
         .call(M::POST, "/api/vms", Some(r#"{"id":"../etc"}"#))
         .await;
     assert_eq!(s, 400);
 
     // Import: POST /vms with the vagrant tag (the default template stands in for the box).
     let id = "vagrant-3f2a";
-    let (s, vm, _) = v
+    let (s, vm, _) = vagrant
         .call(
             M::POST,
             "/api/vms",
@@ -129,21 +129,21 @@ async fn the_vagrant_provider_flow_drives_a_qemu_vm() {
     assert_eq!(s, 200);
     assert_eq!(vm["id"], id);
     assert_eq!(vm["tag"], "vagrant");
-    let (_, list, _) = v.call(M::GET, "/api/vms", None).await;
+    let (_, list, _) = vagrant.call(M::GET, "/api/vms", None).await;
     assert_eq!(list, json!([id]));
-    let (s, _, _) = v
+    let (s, _, _) = vagrant
         .call(M::POST, "/api/vms", Some(&json!({ "id": id }).to_string()))
         .await;
     assert_eq!(s, 409, "a second create with the same id conflicts");
 
     // Synced folders: enable, then one share per folder named after its path ('/' -> '_').
-    let (s, on, _) = v
+    let (s, on, _) = vagrant
         .call(M::PATCH, &format!("/api/vms/{id}/folders"), Some("true"))
         .await;
     assert_eq!((s, on["message"].as_str()), (200, Some("true")));
     let folder =
         json!({ "guestPath": "_vagrant", "hostPath": share.display().to_string(), "flags": 4 });
-    let (s, f, _) = v
+    let (s, f, _) = vagrant
         .call(
             M::POST,
             &format!("/api/vms/{id}/folders"),
@@ -152,35 +152,39 @@ async fn the_vagrant_provider_flow_drives_a_qemu_vm() {
         .await;
     assert_eq!(s, 200);
     assert_eq!(f, folder);
-    let (_, names, _) = v
+    let (_, names, _) = vagrant
         .call(M::GET, &format!("/api/vms/{id}/folders"), None)
         .await;
     assert_eq!(names, json!(["_vagrant"]), "folder ids are strings");
-    let (_, one, _) = v
+    let (_, one, _) = vagrant
         .call(M::GET, &format!("/api/vms/{id}/folders/_vagrant"), None)
         .await;
     assert_eq!(one, folder);
 
     // Boot: power state, then PATCH "on" (raw text), then poll /ipaddress through its 408s.
-    let (_, p, _) = v.call(M::GET, &format!("/api/vms/power/{id}"), None).await;
+    let (_, p, _) = vagrant
+        .call(M::GET, &format!("/api/vms/power/{id}"), None)
+        .await;
     assert_eq!(p["message"], "powered off");
-    let (s, _, _) = v
+    let (s, _, _) = vagrant
         .call(M::PATCH, &format!("/api/vms/power/{id}"), Some("reboot"))
         .await;
     assert_eq!(s, 400);
-    let (s, p, _) = v
+    let (s, p, _) = vagrant
         .call(M::PATCH, &format!("/api/vms/power/{id}"), Some("on"))
         .await;
     assert_eq!(
         (s, p["message"].as_str()),
         (200, Some("The VM is powered on."))
     );
-    let (_, p, _) = v.call(M::GET, &format!("/api/vms/power/{id}"), None).await;
+    let (_, p, _) = vagrant
+        .call(M::GET, &format!("/api/vms/power/{id}"), None)
+        .await;
     assert_eq!(p["message"], "powered on");
     let mut saw_408 = false;
     let mut ip = None;
     for _ in 0..120 {
-        let (s, body, headers) = v
+        let (s, body, headers) = vagrant
             .call(M::GET, &format!("/api/vms/{id}/ipaddress"), None)
             .await;
         if s == 408 {
@@ -210,7 +214,7 @@ async fn the_vagrant_provider_flow_drives_a_qemu_vm() {
     );
 
     // A share cannot be added to a running QEMU VM: said plainly.
-    let (s, e, _) = v
+    let (s, e, _) = vagrant
         .call(
             M::POST,
             &format!("/api/vms/{id}/folders"),
@@ -220,13 +224,15 @@ async fn the_vagrant_provider_flow_drives_a_qemu_vm() {
     assert_eq!(s, 409, "{e}");
 
     // Pause / unpause, then halt (shutdown), then destroy.
-    let (s, _, _) = v
+    let (s, _, _) = vagrant
         .call(M::PATCH, &format!("/api/vms/power/{id}"), Some("pause"))
         .await;
     assert_eq!(s, 200);
-    let (_, p, _) = v.call(M::GET, &format!("/api/vms/power/{id}"), None).await;
+    let (_, p, _) = vagrant
+        .call(M::GET, &format!("/api/vms/power/{id}"), None)
+        .await;
     assert_eq!(p["message"], "paused");
-    let (s, _, _) = v
+    let (s, _, _) = vagrant
         .call(
             M::PATCH,
             &format!("/api/vms/power/{id}"),
@@ -234,28 +240,34 @@ async fn the_vagrant_provider_flow_drives_a_qemu_vm() {
         )
         .await;
     assert_eq!(s, 200);
-    let (s, _, _) = v.call(M::DELETE, &format!("/api/vms/{id}"), None).await;
+    let (s, _, _) = vagrant
+        .call(M::DELETE, &format!("/api/vms/{id}"), None)
+        .await;
     assert_eq!(s, 409, "a running VM is not deleted");
-    let (s, p, _) = v
+    let (s, p, _) = vagrant
         .call(M::PATCH, &format!("/api/vms/power/{id}"), Some("shutdown"))
         .await;
     assert_eq!(
         (s, p["message"].as_str()),
         (200, Some("The VM is powered off."))
     );
-    let (_, p, _) = v.call(M::GET, &format!("/api/vms/power/{id}"), None).await;
+    let (_, p, _) = vagrant
+        .call(M::GET, &format!("/api/vms/power/{id}"), None)
+        .await;
     assert_eq!(p["message"], "powered off");
-    let (s, _, _) = v
+    let (s, _, _) = vagrant
         .call(M::GET, &format!("/api/vms/{id}/ipaddress"), None)
         .await;
     assert_eq!(s, 408);
-    let (s, _, _) = v
+    let (s, _, _) = vagrant
         .call(M::DELETE, &format!("/api/vms/{id}/folders/_vagrant"), None)
         .await;
     assert_eq!(s, 204);
-    let (s, _, _) = v.call(M::DELETE, &format!("/api/vms/{id}"), None).await;
+    let (s, _, _) = vagrant
+        .call(M::DELETE, &format!("/api/vms/{id}"), None)
+        .await;
     assert_eq!(s, 204);
-    let (_, list, _) = v.call(M::GET, "/api/vms", None).await;
+    let (_, list, _) = vagrant.call(M::GET, "/api/vms", None).await;
     assert_eq!(list, json!([]));
 
     server.abort();
