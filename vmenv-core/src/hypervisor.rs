@@ -145,6 +145,12 @@ pub trait Hypervisor: Send + Sync {
     /// Waits until the guest has an address and its SSH server answers, at most `deadline`.
     async fn ip(&self, name: &VmName, deadline: Duration) -> Result<GuestAddress>;
 
+    /// The boot phases the guest reported so far, for progress displays; empty when the
+    /// backend has no console to read them from.
+    async fn boot_phases(&self, _name: &VmName) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Snapshots, if the backend has them.
     fn snapshots(&self) -> Option<&dyn Snapshots> {
         None

@@ -12,6 +12,7 @@
 //! - [`qemu`] is the local backend: real `qemu-system-x86_64` VMs over QMP.
 //! - [`appcatalyst`] is a client and backend for VMware AppCatalyst's REST API and, with the
 //!   `server` feature, an AppCatalyst-compatible server over any backend.
+//! - [`env`] reads environment files (YAML) and converges them: `up`, `status`, `down`.
 //! - [`vmrest`] is a client for VMware Fusion/Workstation's `vmrest` API.
 //!
 //! # Layering
@@ -22,6 +23,7 @@
 //! C API sit above it.
 
 pub mod appcatalyst;
+pub mod env;
 mod error;
 mod hypervisor;
 mod model;

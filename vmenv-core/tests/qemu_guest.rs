@@ -5,11 +5,13 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use vmenv_core::env::{self, Environment, Step};
 use vmenv_core::qemu::{QemuConfig, QemuHypervisor, Template, qemu_available};
 use vmenv_core::{
-    Capability, Error, Hypervisor, IpSource, PortForward, SharedFolder, Source, StopOutcome,
+    Capability, Error, Event, Hypervisor, IpSource, PortForward, SharedFolder, Source, StopOutcome,
     VmName, VmSpec, VmState,
 };
 
@@ -110,17 +112,60 @@ async fn one_boot_of_the_test_guest_checks_everything_for_real() {
         Err(Error::WrongState { .. })
     ));
 
-    // Boot (the only one) and IP discovery with a deadline.
-    hv.start(&vm).await.unwrap();
-    assert_eq!(hv.status(&vm).await.unwrap().state, VmState::Running);
-    let addr = hv.ip(&vm, Duration::from_secs(100)).await.unwrap();
+    hv.destroy(&vm).await.unwrap();
+
+    // The environment file: `up` creates and boots the VM (the only boot), reporting progress.
+    let file = root.join("env.yaml");
+    std::fs::write(
+        &file,
+        "vms:\n  it1:\n    template: tiny\n    shared_folders:\n      - { name: host0, host: ./share, guest: /mnt/host0 }\n    ports:\n      - { host: 0, guest: 80 }\n",
+    )
+    .unwrap();
+    let environment = Environment::load(&file).unwrap();
+    assert_eq!(environment.vms, vec![spec.clone()]);
+    let hv = Arc::new(hv);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let steps = env::up(
+        hv.clone(),
+        &environment,
+        Duration::from_secs(100),
+        Some(&tx),
+    )
+    .await
+    .unwrap();
+    assert_eq!(steps, vec![Step::CreateAndStart(spec.clone())]);
+    let mut events = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        events.push(e);
+    }
+    assert_eq!(events[0], Event::Creating(vm.clone()));
+    assert_eq!(events[1], Event::Started(vm.clone()));
+    assert!(
+        events.contains(&Event::BootPhase(vm.clone(), "ready".into())),
+        "{events:?}"
+    );
+    let Some(Event::IpAcquired(_, ip)) = events.last() else {
+        panic!("the last event is the address: {events:?}")
+    };
+    // A second `up` leaves the matching, running VM alone.
+    let again = env::up(hv.clone(), &environment, Duration::from_secs(10), Some(&tx))
+        .await
+        .unwrap();
+    assert_eq!(again, vec![Step::Leave(vm.clone())]);
+    assert_eq!(rx.try_recv().unwrap(), Event::Unchanged(vm.clone()));
+    let st = env::status(hv.as_ref(), &environment).await.unwrap();
+    assert_eq!(st[0].1.state, VmState::Running);
+    let hv = hv.as_ref();
+
+    let addr = hv.ip(&vm, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(&addr.guest_ip, ip);
     assert_eq!(addr.source, IpSource::UserModeLease);
     let phases = hv.boot_phases(&vm).await;
     assert!(phases.iter().any(|p| p == "ready"), "{phases:?}");
 
     // A command over SSH; the guest's own address is the one reported.
-    assert_eq!(sh(&hv, &vm, "hostname").await.trim(), "it1");
-    let eth0 = sh(&hv, &vm, "ip -4 -o addr show eth0").await;
+    assert_eq!(sh(hv, &vm, "hostname").await.trim(), "it1");
+    let eth0 = sh(hv, &vm, "ip -4 -o addr show eth0").await;
     assert!(eth0.contains(&format!("{}/", addr.guest_ip)), "{eth0}");
     let failed = hv
         .require_guest_exec()
@@ -145,11 +190,11 @@ async fn one_boot_of_the_test_guest_checks_everything_for_real() {
     // The shared folder, both ways.
     std::fs::write(share.join("from-host.txt"), "written on the host\n").unwrap();
     assert_eq!(
-        sh(&hv, &vm, "cat /mnt/host0/from-host.txt").await,
+        sh(hv, &vm, "cat /mnt/host0/from-host.txt").await,
         "written on the host\n"
     );
     sh(
-        &hv,
+        hv,
         &vm,
         "echo written in the guest > /mnt/host0/from-guest.txt",
     )
@@ -161,18 +206,18 @@ async fn one_boot_of_the_test_guest_checks_everything_for_real() {
 
     // Snapshot and restore (savevm/loadvm with the 9p share unmounted around them).
     let snaps = hv.require_snapshots().unwrap();
-    sh(&hv, &vm, "echo before > /root/marker").await;
+    sh(hv, &vm, "echo before > /root/marker").await;
     snaps.create_snapshot(&vm, "s1").await.unwrap();
     let list = snaps.list_snapshots(&vm).await.unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].tag, "s1");
     assert!(list[0].vm_state_bytes > 1_000_000, "{list:?}");
-    sh(&hv, &vm, "echo after > /root/marker").await;
+    sh(hv, &vm, "echo after > /root/marker").await;
     snaps.apply_snapshot(&vm, "s1").await.unwrap();
-    assert_eq!(sh(&hv, &vm, "cat /root/marker").await, "before\n");
+    assert_eq!(sh(hv, &vm, "cat /root/marker").await, "before\n");
     // The share is mounted again after the restore.
     assert_eq!(
-        sh(&hv, &vm, "cat /mnt/host0/from-host.txt").await,
+        sh(hv, &vm, "cat /mnt/host0/from-host.txt").await,
         "written on the host\n"
     );
     assert!(matches!(
@@ -199,7 +244,7 @@ async fn one_boot_of_the_test_guest_checks_everything_for_real() {
         vec![disk.clone()]
     );
     let size = wait_for(
-        &hv,
+        hv,
         &vm,
         "cat /sys/block/vdc/size 2>/dev/null || true",
         |s| !s.trim().is_empty(),
@@ -207,13 +252,13 @@ async fn one_boot_of_the_test_guest_checks_everything_for_real() {
     .await;
     assert_eq!(size.trim(), "131072", "64 MiB in 512-byte sectors");
     sh(
-        &hv,
+        hv,
         &vm,
         "echo hotplugged | dd of=/dev/vdc bs=512 conv=sync 2>/dev/null",
     )
     .await;
     disks.detach_disk(&vm, &disk.id).await.unwrap();
-    wait_for(&hv, &vm, "ls /sys/block", |s| !s.contains("vdc")).await;
+    wait_for(hv, &vm, "ls /sys/block", |s| !s.contains("vdc")).await;
     assert!(disks.list_attached_disks(&vm).await.unwrap().is_empty());
 
     // Pause and resume.
@@ -223,14 +268,14 @@ async fn one_boot_of_the_test_guest_checks_everything_for_real() {
     assert_eq!(hv.status(&vm).await.unwrap().state, VmState::Running);
 
     // Suspend to disk and resume from it (QEMU starts with -loadvm: no second boot).
-    sh(&hv, &vm, "echo suspended > /root/marker").await;
+    sh(hv, &vm, "echo suspended > /root/marker").await;
     hv.suspend(&vm).await.unwrap();
     assert_eq!(hv.status(&vm).await.unwrap().state, VmState::Saved);
     hv.start(&vm).await.unwrap();
     hv.ip(&vm, Duration::from_secs(60)).await.unwrap();
-    assert_eq!(sh(&hv, &vm, "cat /root/marker").await, "suspended\n");
+    assert_eq!(sh(hv, &vm, "cat /root/marker").await, "suspended\n");
     assert_eq!(
-        sh(&hv, &vm, "cat /mnt/host0/from-host.txt").await,
+        sh(hv, &vm, "cat /mnt/host0/from-host.txt").await,
         "written on the host\n"
     );
 

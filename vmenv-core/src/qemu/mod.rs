@@ -467,17 +467,6 @@ impl QemuHypervisor {
             })
         }
     }
-
-    /// The boot phases the guest reported on its serial console so far (`vmenv: <phase>` lines).
-    pub async fn boot_phases(&self, name: &VmName) -> Vec<String> {
-        let log = tokio::fs::read_to_string(self.paths(name).serial())
-            .await
-            .unwrap_or_default();
-        log.lines()
-            .filter_map(|l| l.trim().strip_prefix("vmenv: "))
-            .map(ToOwned::to_owned)
-            .collect()
-    }
 }
 
 #[async_trait]
@@ -790,6 +779,17 @@ impl Hypervisor for QemuHypervisor {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The boot phases the guest reported on its serial console so far (`vmenv: <phase>` lines).
+    async fn boot_phases(&self, name: &VmName) -> Vec<String> {
+        let log = tokio::fs::read_to_string(self.paths(name).serial())
+            .await
+            .unwrap_or_default();
+        log.lines()
+            .filter_map(|l| l.trim().strip_prefix("vmenv: "))
+            .map(ToOwned::to_owned)
+            .collect()
     }
 
     fn snapshots(&self) -> Option<&dyn Snapshots> {
