@@ -92,8 +92,14 @@ impl Environment {
             path: path.to_owned(),
             reason: format!("cannot read it: {e}"),
         })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        let base = std::fs::canonicalize(base).unwrap_or_else(|_| base.to_owned());
+        let base = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let base = std::fs::canonicalize(base).map_err(|e| Error::Environment {
+            path: path.to_owned(),
+            reason: format!("cannot resolve its directory: {e}"),
+        })?;
         Self::parse(&text, &base).map_err(|e| Error::Environment {
             path: path.to_owned(),
             reason: e.to_string(),
