@@ -12,7 +12,7 @@
 //! - [`qemu`] is the local backend: real `qemu-system-x86_64` VMs over QMP.
 //! - [`appcatalyst`] is a client and backend for VMware AppCatalyst's REST API and, with the
 //!   `server` feature, an AppCatalyst-compatible server over any backend.
-//! - [`env`] reads environment files (YAML) and converges them: `up`, `status`, `down`.
+//! - [`env`](mod@env) reads environment files (YAML) and converges them: `up`, `status`, `down`.
 //! - [`vmrest`] is a client for VMware Fusion/Workstation's `vmrest` API.
 //!
 //! # Layering
