@@ -305,3 +305,31 @@ async fn one_boot_of_the_test_guest_checks_everything_for_real() {
     assert!(hv.list().await.unwrap().is_empty());
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+/// The KVM probe answers within its deadline whatever the host does with KVM: on the build
+/// machines `/dev/kvm` is a paravirtual `kvm_pvm` on which stock guests abort or hang.
+#[tokio::test]
+async fn the_kvm_probe_answers_within_its_deadline() {
+    assert!(
+        qemu_available(),
+        "qemu-system-x86_64 and qemu-img are needed"
+    );
+    let template = Template::test_guest(&guest_dir()).await.unwrap();
+    let scratch = scratch("kvm");
+    let answer = tokio::time::timeout(
+        Duration::from_secs(30),
+        vmenv_core::qemu::probe_kvm(
+            template.boot.as_ref().unwrap(),
+            &scratch,
+            Duration::from_secs(10),
+        ),
+    )
+    .await
+    .expect("the probe keeps its own deadline")
+    .unwrap();
+    if !Path::new("/dev/kvm").exists() {
+        assert!(!answer, "no /dev/kvm, no KVM");
+    }
+    eprintln!("KVM usable here: {answer}");
+    std::fs::remove_dir_all(&scratch).unwrap();
+}
