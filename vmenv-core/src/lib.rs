@@ -13,7 +13,7 @@
 //! - [`appcatalyst`] is a client and backend for VMware AppCatalyst's REST API and, with the
 //!   `server` feature, an AppCatalyst-compatible server over any backend.
 //! - [`env`](mod@env) reads environment files (YAML) and converges them: `up`, `status`, `down`.
-//! - [`vmrest`] is a client for VMware Fusion/Workstation's `vmrest` API.
+//! - [`vmrest`] is a client and backend for VMware Fusion/Workstation's `vmrest` API.
 //!
 //! # Layering
 //!

@@ -5,16 +5,23 @@
 //! are opaque 32-character strings: [`VmrestClient::id_for_name`] maps a VM name to its id
 //! through the `.vmx` path. Power changes are a raw-string `PUT`. Errors are
 //! `{code,message}`. `vmrest` has no snapshots, guest commands or console.
+//! [`VmrestHypervisor`] is a [`Hypervisor`] over the client.
 
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::appcatalyst::PowerOp;
 use crate::error::{Error, Result};
-use crate::model::VmState;
+use crate::hypervisor::{Hypervisor, Nics, SharedFolders};
+use crate::model::{
+    GuestAddress, IpSource, Nic, SharedFolder, Source, StopOutcome, VmName, VmSpec, VmState,
+    VmStatus,
+};
 use crate::rest::{body_or_error, parse, transport};
 
 const API: &str = "vmrest";
@@ -484,6 +491,272 @@ impl VmrestClient {
             seg(protocol)?
         ))
         .await
+    }
+}
+
+/// A `vmrest` daemon as a [`Hypervisor`].
+///
+/// VM names are the `.vmx` file stems; [`Source::Template`] and [`Source::CloneOf`] name the VM
+/// to clone (vmrest creates VMs only by cloning). CPU and memory are set after the clone.
+/// vmrest has no snapshots, port forwards per VM, disk hot-plug or guest commands: those are
+/// [`Error::Unsupported`], as is [`Source::Image`] and reading back a VM's source.
+#[derive(Clone, Debug)]
+pub struct VmrestHypervisor {
+    client: VmrestClient,
+}
+
+impl VmrestHypervisor {
+    /// A backend over a client.
+    pub fn new(client: VmrestClient) -> Self {
+        Self { client }
+    }
+
+    /// The underlying client.
+    pub fn client(&self) -> &VmrestClient {
+        &self.client
+    }
+
+    async fn power(&self, name: &VmName, op: PowerOp) -> Result<()> {
+        let id = self.client.id_for_name(name.as_str()).await?;
+        self.client.set_power(&id, op).await.map(|_| ())
+    }
+}
+
+#[async_trait]
+impl Hypervisor for VmrestHypervisor {
+    fn kind(&self) -> &'static str {
+        "vmrest"
+    }
+
+    async fn create(&self, spec: &VmSpec) -> Result<()> {
+        spec.validate()?;
+        let parent = match &spec.source {
+            Source::Template(t) => t.clone(),
+            Source::CloneOf(of) => of.to_string(),
+            Source::Image(_) => {
+                return Err(Error::Unsupported {
+                    feature: "creating a vmrest VM from a disk image (vmrest only clones)",
+                });
+            }
+        };
+        if !spec.port_forwards.is_empty() {
+            return Err(Error::Unsupported {
+                feature: "per-VM port forwarding on vmrest (forwards belong to a vmnet)",
+            });
+        }
+        if self.client.id_for_name(spec.name.as_str()).await.is_ok() {
+            return Err(Error::AlreadyExists {
+                name: spec.name.to_string(),
+            });
+        }
+        let parent_id = self.client.id_for_name(&parent).await.map_err(|_| {
+            Error::invalid("source", format!("no vmrest VM named {parent:?} to clone"))
+        })?;
+        let vm = self.client.clone_vm(spec.name.as_str(), &parent_id).await?;
+        self.client
+            .update_vm(&vm.id, u32::from(spec.cpus), spec.memory_mib)
+            .await?;
+        for f in &spec.shared_folders {
+            f.validate()?;
+            self.client
+                .add_shared_folder(
+                    &vm.id,
+                    &VmrestFolder {
+                        folder_id: f.name.clone(),
+                        host_path: f.host_path.display().to_string(),
+                        flags: if f.writable { 4 } else { 0 },
+                    },
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<VmName>> {
+        let mut out: Vec<VmName> = self
+            .client
+            .list_vms()
+            .await?
+            .iter()
+            .filter_map(|v| {
+                let file = v.path.rsplit(['/', '\\']).next()?;
+                VmName::new(file.strip_suffix(".vmx")?).ok()
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    async fn spec(&self, _name: &VmName) -> Result<VmSpec> {
+        Err(Error::Unsupported {
+            feature: "reading back which template a vmrest VM was cloned from",
+        })
+    }
+
+    async fn start(&self, name: &VmName) -> Result<()> {
+        let op = if self.status(name).await?.state == VmState::Paused {
+            PowerOp::Unpause
+        } else {
+            PowerOp::On
+        };
+        self.power(name, op).await
+    }
+
+    async fn stop(&self, name: &VmName, grace: Duration) -> Result<StopOutcome> {
+        if self.status(name).await?.state == VmState::Stopped {
+            return Ok(StopOutcome::AlreadyStopped);
+        }
+        if self.power(name, PowerOp::Shutdown).await.is_ok() {
+            let start = tokio::time::Instant::now();
+            while start.elapsed() < grace {
+                if self.status(name).await?.state == VmState::Stopped {
+                    return Ok(StopOutcome::Graceful);
+                }
+                tokio::time::sleep(Duration::from_millis(500).min(grace)).await;
+            }
+        }
+        self.power(name, PowerOp::Off).await?;
+        Ok(StopOutcome::Forced)
+    }
+
+    async fn kill(&self, name: &VmName) -> Result<()> {
+        self.power(name, PowerOp::Off).await
+    }
+
+    async fn pause(&self, name: &VmName) -> Result<()> {
+        self.power(name, PowerOp::Pause).await
+    }
+
+    async fn resume(&self, name: &VmName) -> Result<()> {
+        self.power(name, PowerOp::Unpause).await
+    }
+
+    async fn suspend(&self, name: &VmName) -> Result<()> {
+        self.power(name, PowerOp::Suspend).await
+    }
+
+    async fn destroy(&self, name: &VmName) -> Result<()> {
+        let id = self.client.id_for_name(name.as_str()).await?;
+        self.client.delete_vm(&id).await
+    }
+
+    async fn status(&self, name: &VmName) -> Result<VmStatus> {
+        let id = match self.client.id_for_name(name.as_str()).await {
+            Ok(id) => id,
+            Err(Error::NotFound { .. }) => {
+                return Ok(VmStatus {
+                    state: VmState::None,
+                    raw: "not registered".into(),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let raw = self.client.power_state(&id).await?;
+        Ok(VmStatus {
+            state: state_from_power(&raw),
+            raw,
+        })
+    }
+
+    async fn ip(&self, name: &VmName, deadline: Duration) -> Result<GuestAddress> {
+        let id = self.client.id_for_name(name.as_str()).await?;
+        let start = tokio::time::Instant::now();
+        loop {
+            // vmrest answers with an error until VMware Tools report an address.
+            match self.client.ip(&id).await {
+                Ok(raw) => {
+                    let guest_ip: IpAddr = raw
+                        .parse()
+                        .map_err(|_| Error::invalid("IP address from vmrest", raw.clone()))?;
+                    return Ok(GuestAddress {
+                        guest_ip,
+                        source: IpSource::GuestTools,
+                        ssh: SocketAddr::new(guest_ip, 22),
+                    });
+                }
+                Err(Error::Api { .. }) if start.elapsed() < deadline => {
+                    tokio::time::sleep(Duration::from_secs(1).min(deadline)).await;
+                }
+                Err(Error::Api { message, .. }) => {
+                    return Err(Error::Timeout {
+                        what: format!("an IP address for vmrest VM {name} (last: {message})"),
+                        seconds: deadline.as_secs_f64(),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn shared_folders(&self) -> Option<&dyn SharedFolders> {
+        Some(self)
+    }
+
+    fn nics(&self) -> Option<&dyn Nics> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl SharedFolders for VmrestHypervisor {
+    async fn add_shared_folder(&self, name: &VmName, folder: &SharedFolder) -> Result<()> {
+        folder.validate()?;
+        let id = self.client.id_for_name(name.as_str()).await?;
+        self.client
+            .add_shared_folder(
+                &id,
+                &VmrestFolder {
+                    folder_id: folder.name.clone(),
+                    host_path: folder.host_path.display().to_string(),
+                    flags: if folder.writable { 4 } else { 0 },
+                },
+            )
+            .await
+            .map(|_| ())
+    }
+
+    async fn list_shared_folders(&self, name: &VmName) -> Result<Vec<SharedFolder>> {
+        let id = self.client.id_for_name(name.as_str()).await?;
+        Ok(self
+            .client
+            .list_shared_folders(&id)
+            .await?
+            .into_iter()
+            .map(|f| SharedFolder {
+                guest_path: format!("/mnt/hgfs/{}", f.folder_id),
+                name: f.folder_id,
+                host_path: f.host_path.into(),
+                writable: f.flags & 4 != 0,
+            })
+            .collect())
+    }
+
+    async fn remove_shared_folder(&self, name: &VmName, share: &str) -> Result<()> {
+        let id = self.client.id_for_name(name.as_str()).await?;
+        self.client.delete_shared_folder(&id, share).await
+    }
+}
+
+#[async_trait]
+impl Nics for VmrestHypervisor {
+    async fn list_nics(&self, name: &VmName) -> Result<Vec<Nic>> {
+        let id = self.client.id_for_name(name.as_str()).await?;
+        Ok(self
+            .client
+            .list_nics(&id)
+            .await?
+            .into_iter()
+            .map(|n| Nic {
+                id: n.index.to_string(),
+                model: "vmrest".into(),
+                network: if n.vmnet.is_empty() {
+                    n.kind
+                } else {
+                    format!("{} ({})", n.kind, n.vmnet)
+                },
+                mac: (!n.mac_address.is_empty()).then_some(n.mac_address),
+            })
+            .collect())
     }
 }
 

@@ -417,3 +417,140 @@ async fn wrong_credentials_get_a_typed_401_without_the_password() {
     assert!(!format!("{e} {e:?}").contains("wrong-pass"));
     assert!(matches!(c.get_vm("../x").await, Err(Error::Invalid { .. })));
 }
+
+#[tokio::test]
+async fn the_backend_clones_sets_hardware_shares_and_drives_power() {
+    use std::time::Duration;
+    use vmenv_core::vmrest::VmrestHypervisor;
+    use vmenv_core::{Hypervisor, SharedFolder, Source, StopOutcome, VmName, VmSpec, VmState};
+
+    let (server, c) = setup().await;
+    let hv = VmrestHypervisor::new(c);
+    // Before the clone only the template exists; afterwards both.
+    Mock::given(method("GET"))
+        .and(path("/api/vms"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            json!([{ "id": "TPL", "path": "/vms/photon/photon.vmx" }]).to_string(),
+            MEDIA_TYPE,
+        ))
+        .up_to_n_times(2)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/vms"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_raw(
+                json!([
+                    { "id": "TPL", "path": "/vms/photon/photon.vmx" },
+                    { "id": "WEB", "path": "/vms/web/web.vmx" }
+                ])
+                .to_string(),
+                MEDIA_TYPE,
+            ),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/vms"))
+        .and(body_json(json!({ "name": "web", "parentId": "TPL" })))
+        .respond_with(ResponseTemplate::new(201).set_body_raw(
+            json!({ "id": "WEB", "cpu": { "processors": 1 }, "memory": 256 }).to_string(),
+            MEDIA_TYPE,
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("PUT"))
+        .and(path("/api/vms/WEB"))
+        .and(body_json(json!({ "processors": 2, "memory": 1024 })))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            json!({ "id": "WEB", "cpu": { "processors": 2 }, "memory": 1024 }).to_string(),
+            MEDIA_TYPE,
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/vms/WEB/sharedfolders"))
+        .and(body_json(
+            json!({ "folder_id": "src", "host_path": "/home/a/src", "flags": 4 }),
+        ))
+        .respond_with(ResponseTemplate::new(201).set_body_raw("[]", MEDIA_TYPE))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/vms/WEB/power"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_raw(r#"{"power_state":"poweredOn"}"#, MEDIA_TYPE),
+        )
+        .mount(&server)
+        .await;
+    for op in ["shutdown", "off"] {
+        Mock::given(method("PUT"))
+            .and(path("/api/vms/WEB/power"))
+            .and(body_string(op))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_raw(r#"{"power_state":"poweredOn"}"#, MEDIA_TYPE),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    Mock::given(method("GET"))
+        .and(path("/api/vms/WEB/ip"))
+        .respond_with(ResponseTemplate::new(500).set_body_raw(
+            r#"{"code":106,"message":"The VMware Tools are not running in the virtual machine"}"#,
+            MEDIA_TYPE,
+        ))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/vms/WEB/ip"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_raw(r#"{"ip":"192.168.80.130"}"#, MEDIA_TYPE),
+        )
+        .mount(&server)
+        .await;
+
+    let web = VmName::new("web").unwrap();
+    let mut spec = VmSpec::new(web.clone(), Source::Template("photon".into()));
+    spec.cpus = 2;
+    spec.memory_mib = 1024;
+    spec.shared_folders.push(SharedFolder {
+        name: "src".into(),
+        host_path: "/home/a/src".into(),
+        guest_path: "/mnt/hgfs/src".into(),
+        writable: true,
+    });
+    hv.create(&spec).await.unwrap();
+    assert_eq!(
+        hv.list().await.unwrap(),
+        vec![VmName::new("photon").unwrap(), web.clone()]
+    );
+    assert_eq!(hv.status(&web).await.unwrap().state, VmState::Running);
+    assert_eq!(
+        hv.status(&VmName::new("nope").unwrap())
+            .await
+            .unwrap()
+            .state,
+        VmState::None
+    );
+    let addr = hv.ip(&web, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(addr.guest_ip.to_string(), "192.168.80.130");
+    assert_eq!(
+        hv.stop(&web, Duration::from_millis(100)).await.unwrap(),
+        StopOutcome::Forced
+    );
+    assert!(matches!(
+        hv.create(&spec).await,
+        Err(Error::AlreadyExists { .. })
+    ));
+    spec.source = Source::Image("/x.vmdk".into());
+    assert!(hv.create(&spec).await.unwrap_err().is_unsupported());
+    assert!(hv.require_snapshots().is_err_and(|e| e.is_unsupported()));
+    assert!(hv.require_disk_hotplug().is_err_and(|e| e.is_unsupported()));
+    assert!(hv.require_nics().is_ok());
+}
