@@ -18,6 +18,30 @@ fn guest_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/vmenv-guest")
 }
 
+/// Kills every QEMU started under a root if the test fails half-way, so that no VM outlives
+/// the test, and removes the root.
+struct Cleanup(PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Ok(dirs) = std::fs::read_dir(self.0.join("vms")) {
+            for dir in dirs.flatten() {
+                let Ok(pid) = std::fs::read_to_string(dir.path().join("qemu.pid")) else {
+                    continue;
+                };
+                let pid = pid.trim();
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                if String::from_utf8_lossy(&cmdline).contains("qemu-system") {
+                    let _ = std::process::Command::new("kill")
+                        .args(["-KILL", pid])
+                        .status();
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 struct Vagrant {
     http: reqwest::Client,
     base: String,
@@ -71,6 +95,7 @@ async fn the_vagrant_provider_flow_drives_a_qemu_vm() {
     let template = Template::test_guest(&guest_dir()).await.unwrap();
     let root = std::env::temp_dir().join(format!("vmenv-srv-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
+    let _cleanup = Cleanup(root.clone());
     let share = root.join("project");
     std::fs::create_dir_all(&share).unwrap();
     std::fs::write(share.join("Vagrantfile"), "# hello\n").unwrap();

@@ -27,6 +27,30 @@ fn scratch(tag: &str) -> PathBuf {
     d
 }
 
+/// Kills every QEMU started under a root if the test fails half-way, so that no VM outlives
+/// the test, and removes the root.
+struct Cleanup(PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Ok(dirs) = std::fs::read_dir(self.0.join("vms")) {
+            for dir in dirs.flatten() {
+                let Ok(pid) = std::fs::read_to_string(dir.path().join("qemu.pid")) else {
+                    continue;
+                };
+                let pid = pid.trim();
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                if String::from_utf8_lossy(&cmdline).contains("qemu-system") {
+                    let _ = std::process::Command::new("kill")
+                        .args(["-KILL", pid])
+                        .status();
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 async fn sh(hv: &QemuHypervisor, vm: &VmName, cmd: &str) -> String {
     let out = hv
         .require_guest_exec()
@@ -72,6 +96,7 @@ async fn one_boot_of_the_test_guest_checks_everything_for_real() {
     );
     let template = Template::test_guest(&guest_dir()).await.unwrap();
     let root = scratch("it");
+    let _cleanup = Cleanup(root.clone());
     let share = root.join("share");
     std::fs::create_dir_all(&share).unwrap();
     let hv = QemuHypervisor::new(QemuConfig::new(&root).with_template(template));
