@@ -1,7 +1,9 @@
 //! The QEMU backend against a real guest: one TCG boot of the test guest built from Debian
 //! packages (`guest/build.sh`), checked for real: IP, a command over SSH, a shared folder both
-//! ways, HTTP through a port forward, snapshot and restore, hot-plug of a qcow2 disk seen by the
-//! guest, pause/resume, suspend/resume (a `-loadvm` start, not a second boot) and a graceful stop.
+//! ways, HTTP through a port forward, a forward added and removed at run time, the NIC's MAC,
+//! snapshot and restore, hot-plug of a qcow2 disk seen by the
+//! guest, pause/resume, suspend/resume (a `-loadvm` start, not a second boot), a graceful stop,
+//! a clone, and the environment file's `up` / `up` again / `status` / `down` around it all.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -211,6 +213,36 @@ async fn one_boot_of_the_test_guest_checks_everything_for_real() {
     assert_eq!(forwards[0].host, addr.ssh.port());
     let http = forwards.iter().find(|f| f.guest == 80).unwrap();
     assert!(http_get(http.host).contains("hello from vmenv guest"));
+
+    // A forward added while the VM runs (HMP hostfwd_add), then removed again.
+    let pf = hv.require_port_forwards().unwrap();
+    let live = pf
+        .add_port_forward(&vm, PortForward { host: 0, guest: 22 })
+        .await
+        .unwrap();
+    assert_ne!(live.host, 0);
+    let mut banner = [0u8; 4];
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", live.host)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    conn.read_exact(&mut banner).unwrap();
+    assert_eq!(&banner, b"SSH-");
+    drop(conn);
+    pf.remove_port_forward(&vm, live.host).await.unwrap();
+    assert!(std::net::TcpStream::connect(("127.0.0.1", live.host)).is_err());
+    assert!(
+        !pf.list_port_forwards(&vm)
+            .await
+            .unwrap()
+            .iter()
+            .any(|f| f.host == live.host)
+    );
+
+    // The NIC the backend lists is the one the guest sees.
+    let nics = hv.require_nics().unwrap().list_nics(&vm).await.unwrap();
+    let mac = sh(hv, &vm, "cat /sys/class/net/eth0/address").await;
+    assert_eq!(nics.len(), 1);
+    assert_eq!(nics[0].mac.as_deref(), Some(mac.trim()));
 
     // The shared folder, both ways.
     std::fs::write(share.join("from-host.txt"), "written on the host\n").unwrap();
