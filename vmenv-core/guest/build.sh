@@ -133,9 +133,10 @@ while read -r tag dir opts; do
 done < /etc/vmenv-mounts 2>/dev/null
 
 httpd -h /var/www -p 80
-dropbear -R -s -p 22 2>/dev/null
 say "hostname $(hostname)"
+# "ready" comes before dropbear starts, so it is in the serial log before SSH can answer.
 say ready
+dropbear -R -s -p 22 2>/dev/null
 
 # Power button -> clean poweroff.
 pb=""

@@ -315,6 +315,10 @@ pub async fn up(
             let left = ip_deadline.saturating_sub(start.elapsed());
             match hv.ip(&name, Duration::from_millis(500).min(left)).await {
                 Ok(addr) => {
+                    // Phases the guest reported while the address was awaited come first.
+                    for p in hv.boot_phases(&name).await.iter().skip(reported) {
+                        emit(events, Event::BootPhase(name.clone(), p.clone()));
+                    }
                     emit(events, Event::IpAcquired(name.clone(), addr.guest_ip));
                     break;
                 }

@@ -231,8 +231,20 @@ async fn the_vagrant_provider_flow_drives_a_qemu_vm() {
 
     // The synced folder is mounted where the server said, both ways.
     let name = VmName::new(id).unwrap();
-    let out = qemu.exec(&name, "cat /mnt/hgfs/_vagrant/Vagrantfile && hostname && echo up > /mnt/hgfs/_vagrant/from-guest").await.unwrap();
-    assert_eq!(out.stdout, format!("# hello\n{id}\n"));
+    // One command per exec: a rare SIGPIPE (exit 141) was seen when one dropbear session read
+    // a 9p file and then wrote more output; see README.md, section vmenv-core.
+    let run = |cmd: &'static str| {
+        let qemu = qemu.clone();
+        let name = name.clone();
+        async move {
+            let out = qemu.exec(&name, cmd).await.unwrap();
+            assert_eq!(out.status, 0, "`{cmd}`: {}", out.stderr);
+            out.stdout
+        }
+    };
+    assert_eq!(run("cat /mnt/hgfs/_vagrant/Vagrantfile").await, "# hello\n");
+    assert_eq!(run("hostname").await, format!("{id}\n"));
+    run("echo up > /mnt/hgfs/_vagrant/from-guest").await;
     assert_eq!(
         std::fs::read_to_string(share.join("from-guest")).unwrap(),
         "up\n"
