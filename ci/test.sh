@@ -20,10 +20,18 @@ for p in "${apt_wanted[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || apt_missing+=("$p")
 done
 if [ ${#apt_missing[@]} -gt 0 ]; then
+  apt_extra=()
+  if printf '%s\n' "${apt_missing[@]}" | grep -qx qemu-system-x86; then
+    # The base image may carry a backports qemu-utils that conflicts with bookworm's
+    # qemu-system-x86 (apt would then remove qemu-img): take both from bookworm, in one command.
+    apt_missing+=("qemu-utils/bookworm")
+    apt_extra+=(--allow-downgrades)
+  fi
   step "apt-get install ${apt_missing[*]}"
   sudo_cmd=""; [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${apt_missing[@]}"
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends \
+    "${apt_extra[@]}" "${apt_missing[@]}"
 fi
 
 venv="$root/target/py-venv"
