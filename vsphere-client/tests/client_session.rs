@@ -240,6 +240,59 @@ async fn an_expired_session_is_renewed_and_a_read_retried_once() {
 }
 
 #[tokio::test]
+async fn concurrent_calls_hitting_one_expiry_share_one_re_login() {
+    let s = server().await;
+    Mock::given(body_string_contains("<Login "))
+        .respond_with(login_ok("s2"))
+        .expect(1)
+        .named("the shared re-login")
+        .mount(&s)
+        .await;
+    Mock::given(body_string_contains("<CurrentTime "))
+        .and(cookie("s1"))
+        .respond_with(fault(&NotAuthenticated::default()))
+        .mount(&s)
+        .await;
+    Mock::given(body_string_contains("<CurrentTime "))
+        .and(cookie("s2"))
+        .respond_with(time_ok())
+        .mount(&s)
+        .await;
+    let client = Client::connect(options(&s)).await.unwrap();
+    let si = ServiceInstance::new("ServiceInstance");
+    let calls: Vec<_> = (0..4).map(|_| si.current_time(&client)).collect();
+    for result in futures_join(calls).await {
+        result.unwrap();
+    }
+}
+
+/// Awaits every future concurrently (a tiny `join_all`, to avoid a dependency).
+async fn futures_join<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    use std::pin::Pin;
+    use std::task::Poll;
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, slot) in futures.iter_mut().zip(out.iter_mut()) {
+            if slot.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *slot = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().map(Option::unwrap).collect()
+}
+
+#[tokio::test]
 async fn a_real_permission_problem_surfaces_after_one_retry() {
     let s = server().await;
     Mock::given(body_string_contains("<Login "))
@@ -376,7 +429,7 @@ async fn paged_retrieval_delivers_each_page_as_it_arrives() {
         )
         .mount(&s)
         .await;
-    let client = Client::connect(options(&s).with_timeout(Duration::from_millis(500)))
+    let client = Client::connect(options(&s).with_timeout(Duration::from_secs(2)))
         .await
         .unwrap();
     let spec = RetrieveSpec::objects(
@@ -447,7 +500,7 @@ async fn keepalive_calls_current_time_while_the_client_lives() {
     let client = Client::connect(options(&s).with_keepalive(Some(Duration::from_millis(100))))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let count = |reqs: Vec<wiremock::Request>| {
         reqs.iter()
             .filter(|r| String::from_utf8_lossy(&r.body).contains("<CurrentTime "))

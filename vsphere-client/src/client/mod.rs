@@ -103,6 +103,18 @@ fn is_not_authenticated(body: &str) -> bool {
         )
 }
 
+/// The `_this` reference of a request envelope (`VirtualMachine:vm-42`), for tracing.
+fn this_of(body: &str) -> String {
+    const OPEN: &str = "<_this type=\"";
+    let found = body.find(OPEN).and_then(|start| {
+        let rest = &body[start + OPEN.len()..];
+        let (type_, rest) = rest.split_once("\">")?;
+        let (value, _) = rest.split_once("</_this>")?;
+        Some(format!("{type_}:{value}"))
+    });
+    found.unwrap_or_default()
+}
+
 #[derive(Default)]
 struct Session {
     cookie: Option<SecretString>,
@@ -180,6 +192,7 @@ impl Inner {
         let span = tracing::debug_span!(
             "vsphere_call",
             method = method.name,
+            this = %this_of(&body),
             service = service.prefix(),
             request_bytes = body.len(),
             response_bytes = tracing::field::Empty,
@@ -552,6 +565,14 @@ mod tests {
         assert!(is_not_authenticated(&na));
         assert!(!is_not_authenticated(&il));
         assert!(!is_not_authenticated("<NotAuthenticated/>"));
+    }
+
+    #[test]
+    fn the_managed_object_of_a_request_is_traced() {
+        let this = crate::codec::ManagedObjectReference::new("VirtualMachine", "vm-42");
+        let body = crate::codec::encode_request(&methods::POWER_ON_VM_TASK, &this, None, &[]);
+        assert_eq!(this_of(&body), "VirtualMachine:vm-42");
+        assert_eq!(this_of("<x/>"), "");
     }
 
     #[test]
