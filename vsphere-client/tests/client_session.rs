@@ -524,3 +524,16 @@ async fn a_custom_transport_can_be_supplied() {
     let client = Client::connect_with(options(&s), transport).await.unwrap();
     assert_eq!(client.api_release(), Some("8.0.2.0"));
 }
+
+#[tokio::test]
+async fn logging_out_of_an_expired_session_succeeds_without_a_re_login() {
+    let s = server().await;
+    Mock::given(body_string_contains("<Logout "))
+        .respond_with(fault(&NotAuthenticated::default()))
+        .expect(1)
+        .mount(&s)
+        .await;
+    // `server()` allows exactly one Login: Logout is not retried.
+    let client = Client::connect(options(&s)).await.unwrap();
+    client.logout().await.unwrap();
+}

@@ -480,13 +480,17 @@ impl Client {
     }
 
     /// Ends the server's session (`Logout`) and stops the keepalive. Later calls fail with
-    /// [`Error::SessionClosed`].
+    /// [`Error::SessionClosed`]. A session that had already expired counts as logged out.
     pub async fn logout(&self) -> Result<(), Error> {
         if let Some(k) = &self.keepalive {
             k.abort();
         }
         let result = match self.service_content().session_manager.clone() {
-            Some(sm) => SessionManager::from_reference(sm).logout(self).await,
+            // A session that already expired is as logged out as it gets.
+            Some(sm) => match SessionManager::from_reference(sm).logout(self).await {
+                Err(e) if e.is_fault("NotAuthenticated") => Ok(()),
+                other => other,
+            },
             None => Ok(()),
         };
         self.inner.closed.store(true, Ordering::Release);
