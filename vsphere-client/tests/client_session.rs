@@ -397,14 +397,21 @@ async fn paged_retrieval_survives_a_session_expiry_without_duplicates_or_losses(
     let client = Client::connect(options(&s)).await.unwrap();
     let vms = ["vm-1", "vm-2", "vm-3"].map(|v| moref("VirtualMachine", v));
     let spec = RetrieveSpec::objects("VirtualMachine", &["name"], vms).max_objects(2);
-    let mut pages = client.retrieve_pages(spec);
+    // Consumed as a Stream: the same pages as next_page() gives.
+    let mut pages = client.retrieve_pages(spec).into_stream();
     let mut seen = Vec::new();
-    while let Some(p) = pages.next_page().await.unwrap() {
+    while let Some(p) = next(&mut pages).await {
+        let p = p.unwrap();
         assert!(!p.is_empty());
         seen.push(p.iter().map(|o| o.obj.value.clone()).collect::<Vec<_>>());
     }
     assert_eq!(seen, vec![vec!["vm-1", "vm-2"], vec!["vm-3"]]);
-    assert!(pages.next_page().await.unwrap().is_none());
+    assert!(next(&mut pages).await.is_none());
+}
+
+/// The next item of a stream (a tiny `StreamExt::next`, to avoid a dependency).
+async fn next<S: futures_core::Stream + Unpin>(s: &mut S) -> Option<S::Item> {
+    std::future::poll_fn(|cx| std::pin::Pin::new(&mut *s).poll_next(cx)).await
 }
 
 #[tokio::test]

@@ -44,7 +44,7 @@ use tracing::Instrument;
 use url::Url;
 
 pub use options::{ConnectOptions, Credentials, DEFAULT_KEEPALIVE, DEFAULT_TIMEOUT};
-pub use retrieve::{PropertyPages, RetrieveSpec};
+pub use retrieve::{PageStream, PropertyPages, RetrieveSpec};
 pub use transport::{
     Cookie, HttpResponse, HttpTransport, SoapRequest, Thumbprint, TlsPolicy, Transport,
 };

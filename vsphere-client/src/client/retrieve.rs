@@ -2,11 +2,16 @@
 //! the server has no more, delivered page by page.
 
 use std::collections::HashSet;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_core::Stream;
 
 use super::Client;
 use crate::Error;
 use crate::codec::ManagedObjectReference;
 use crate::mo::PropertyCollector;
+use crate::rpc::BoxFuture;
 use crate::types::{ObjectContent, ObjectSpec, PropertyFilterSpec, PropertySpec, RetrieveOptions};
 
 /// What to retrieve: filter specs and the page size.
@@ -69,7 +74,8 @@ enum State {
     Done,
 }
 
-/// A paged retrieval in progress: call [`PropertyPages::next_page`] until it returns `None`.
+/// A paged retrieval in progress: call [`PropertyPages::next_page`] until it returns `None`,
+/// or turn it into a [`Stream`] of pages with [`PropertyPages::into_stream`].
 ///
 /// Pages arrive as the server sends them; nothing waits for the whole inventory.
 ///
@@ -196,5 +202,66 @@ impl PropertyPages<'_> {
                 .await?;
         }
         Ok(())
+    }
+}
+
+type PageResult = Result<Option<Vec<ObjectContent>>, Error>;
+
+enum StreamState<'c> {
+    Idle(PropertyPages<'c>),
+    Busy(BoxFuture<'c, (PropertyPages<'c>, PageResult)>),
+    Done,
+}
+
+/// A paged retrieval as a [`Stream`] of pages; it ends after the last page or the first error.
+pub struct PageStream<'c> {
+    state: StreamState<'c>,
+}
+
+impl std::fmt::Debug for PageStream<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PageStream")
+            .field("done", &matches!(self.state, StreamState::Done))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'c> PropertyPages<'c> {
+    /// The retrieval as a [`Stream`] of pages (each a `Result`).
+    pub fn into_stream(self) -> PageStream<'c> {
+        PageStream {
+            state: StreamState::Idle(self),
+        }
+    }
+}
+
+impl Stream for PageStream<'_> {
+    type Item = Result<Vec<ObjectContent>, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            match std::mem::replace(&mut this.state, StreamState::Done) {
+                StreamState::Done => return Poll::Ready(None),
+                StreamState::Idle(mut pages) => {
+                    this.state = StreamState::Busy(Box::pin(async move {
+                        let result = pages.next_page().await;
+                        (pages, result)
+                    }));
+                }
+                StreamState::Busy(mut fut) => match fut.as_mut().poll(cx) {
+                    Poll::Pending => {
+                        this.state = StreamState::Busy(fut);
+                        return Poll::Pending;
+                    }
+                    Poll::Ready((pages, Ok(Some(page)))) => {
+                        this.state = StreamState::Idle(pages);
+                        return Poll::Ready(Some(Ok(page)));
+                    }
+                    Poll::Ready((_, Ok(None))) => return Poll::Ready(None),
+                    Poll::Ready((_, Err(e))) => return Poll::Ready(Some(Err(e))),
+                },
+            }
+        }
     }
 }
