@@ -44,6 +44,47 @@ pub enum Error {
         /// The type the server sent.
         found: String,
     },
+    /// An option (a URL, a thumbprint, an environment variable, a TLS setting) is invalid.
+    /// The reason never repeats a password.
+    #[error("invalid {option}: {reason}")]
+    InvalidOption {
+        /// Which option (`url`, `thumbprint`, `VSPHERE_INSECURE`, ...).
+        option: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The HTTP exchange failed (connection refused or dropped, TLS handshake, ...).
+    #[error("{what} failed at the HTTP level")]
+    Http {
+        /// What was being done (`SOAP call`, `GET`).
+        what: &'static str,
+        /// The transport's error (its URL removed).
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The call did not finish within its timeout.
+    #[error("{what} timed out")]
+    Timeout {
+        /// What was being done.
+        what: &'static str,
+    },
+    /// The server answered with an HTTP status that is neither success nor a SOAP fault.
+    #[error("{what}: the server answered with HTTP status {status}")]
+    HttpStatus {
+        /// The method or request.
+        what: &'static str,
+        /// The HTTP status code.
+        status: u16,
+    },
+    /// The server refused the user name or password (the `InvalidLogin` fault).
+    #[error("login as {username:?} refused: wrong user name or password")]
+    InvalidLogin {
+        /// The user that tried to log in.
+        username: String,
+    },
+    /// The client was logged out; make a new one.
+    #[error("the session was closed by logout")]
+    SessionClosed,
 }
 
 impl Error {

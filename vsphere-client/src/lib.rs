@@ -16,6 +16,8 @@
 //! - [`codec`]: the table-driven SOAP encoder and decoder (namespace-aware, on quick-xml),
 //!   shared with `vsphere-sim`.
 //! - [`rpc`]: the [`rpc::Caller`] trait through which methods reach a server.
+//! - [`client`]: the session-aware [`client::Client`] (transport with TLS pinning, version
+//!   negotiation, login, transparent re-login, keepalive) and paged property retrieval.
 //!
 //! ```
 //! use vsphere_client::codec::{Decoder, FieldInfo, FieldKind, Service, Since, Value};
@@ -38,6 +40,7 @@
 //! feature; the examples and the C API use it directly. Nothing in this crate may ever depend on
 //! those crates.
 
+pub mod client;
 pub mod codec;
 mod error;
 #[rustfmt::skip]
