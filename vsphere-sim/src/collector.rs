@@ -92,15 +92,14 @@ impl<'a> Walk<'a> {
             self.out.push(obj.clone());
         }
         for s in selects {
-            let ts: &'a TraversalSpec = match s.downcast_ref::<TraversalSpec>() {
-                Some(t) => t,
-                None => {
-                    let name = s.base().name.clone().unwrap_or_default();
-                    *self
-                        .names
-                        .get(&name)
-                        .ok_or(CollectError::UnknownSelection(name))?
-                }
+            let ts: &'a TraversalSpec = if let Some(t) = s.downcast_ref::<TraversalSpec>() {
+                t
+            } else {
+                let name = s.base().name.clone().unwrap_or_default();
+                *self
+                    .names
+                    .get(&name)
+                    .ok_or(CollectError::UnknownSelection(name))?
             };
             if !is_a(&obj.type_, &ts.type_) {
                 continue;
@@ -149,7 +148,10 @@ pub(crate) fn select(
 }
 
 /// The properties reported for `obj`: the union of the PropertySpecs for its type.
-fn properties(obj: &MoObject, spec: &PropertyFilterSpec) -> Result<Option<ObjectContent>, CollectError> {
+fn properties(
+    obj: &MoObject,
+    spec: &PropertyFilterSpec,
+) -> Result<Option<ObjectContent>, CollectError> {
     let mut wanted: Vec<&str> = Vec::new();
     let mut all = false;
     let mut matched = false;
@@ -210,7 +212,9 @@ pub(crate) fn retrieve(
     let mut out = Vec::new();
     for spec in specs {
         for r in select(inv, spec)? {
-            let Some(obj) = inv.get(&r.value) else { continue };
+            let Some(obj) = inv.get(&r.value) else {
+                continue;
+            };
             if let Some(c) = properties(obj, spec)? {
                 out.push(c);
             }
@@ -264,7 +268,14 @@ mod tests {
     #[test]
     fn recursive_named_traversal_finds_every_vm() {
         let inv = Inventory::build(&InventoryShape::default());
-        let got = retrieve(&inv, &[inventory_spec("VirtualMachine", &["name", "runtime.powerState"])]).unwrap();
+        let got = retrieve(
+            &inv,
+            &[inventory_spec(
+                "VirtualMachine",
+                &["name", "runtime.powerState"],
+            )],
+        )
+        .unwrap();
         assert_eq!(got.len(), 8);
         for c in &got {
             assert_eq!(c.obj.type_, "VirtualMachine");
@@ -279,14 +290,21 @@ mod tests {
         let inv = Inventory::build(&InventoryShape::default());
         let got = retrieve(&inv, &[inventory_spec("Folder", &["name"])]).unwrap();
         // Root skipped; the datacenter's vm folder reached through "dc".
-        let names: Vec<_> = got.iter().map(|c| c.prop_set[0].val.as_str().unwrap()).collect();
+        let names: Vec<_> = got
+            .iter()
+            .map(|c| c.prop_set[0].val.as_str().unwrap())
+            .collect();
         assert_eq!(names, ["vm"]);
     }
 
     #[test]
     fn unknown_nested_property_is_invalid_property() {
         let inv = Inventory::build(&InventoryShape::default());
-        let e = retrieve(&inv, &[inventory_spec("VirtualMachine", &["runtime.bogus"])]).unwrap_err();
+        let e = retrieve(
+            &inv,
+            &[inventory_spec("VirtualMachine", &["runtime.bogus"])],
+        )
+        .unwrap_err();
         assert_eq!(e, CollectError::InvalidProperty("runtime.bogus".into()));
     }
 
@@ -306,7 +324,10 @@ mod tests {
         let inv = Inventory::build(&InventoryShape::default());
         let mut spec = inventory_spec("VirtualMachine", &["name"]);
         spec.object_set[0].obj = ManagedObjectReference::new("Folder", "group-404");
-        assert!(matches!(retrieve(&inv, &[spec]), Err(CollectError::NotFound(_))));
+        assert!(matches!(
+            retrieve(&inv, &[spec]),
+            Err(CollectError::NotFound(_))
+        ));
     }
 
     #[test]

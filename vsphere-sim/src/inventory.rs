@@ -116,7 +116,9 @@ fn refs(v: &[ManagedObjectReference]) -> Any {
 }
 
 fn strings(v: &[&str]) -> Any {
-    Any::Array(AnyArray::String(v.iter().map(|s| (*s).to_owned()).collect()))
+    Any::Array(AnyArray::String(
+        v.iter().map(|s| (*s).to_owned()).collect(),
+    ))
 }
 
 impl Inventory {
@@ -127,7 +129,9 @@ impl Inventory {
 
     /// The object `r` refers to, if it exists and has that type.
     pub(crate) fn resolve(&self, r: &ManagedObjectReference) -> Option<&MoObject> {
-        self.objects.get(&r.value).filter(|o| o.moref.type_ == r.type_)
+        self.objects
+            .get(&r.value)
+            .filter(|o| o.moref.type_ == r.type_)
     }
 
     /// Adds an object (replacing one with the same id).
@@ -168,11 +172,23 @@ impl Inventory {
         }
     }
 
-    fn entity(&mut self, type_: &str, prefix: &str, name: &str, parent: Option<&ManagedObjectReference>) -> ManagedObjectReference {
+    fn entity(
+        &mut self,
+        type_: &str,
+        prefix: &str,
+        name: &str,
+        parent: Option<&ManagedObjectReference>,
+    ) -> ManagedObjectReference {
         let id = self.new_id(prefix);
         let mut o = MoObject::new(type_, &id)
             .with("name", Any::String(name.to_owned()))
-            .with("overallStatus", Any::Enum(vsphere_client::codec::EnumValue::new(&vsphere_client::types::ManagedEntityStatus_INFO, "green")));
+            .with(
+                "overallStatus",
+                Any::Enum(vsphere_client::codec::EnumValue::new(
+                    &vsphere_client::types::ManagedEntityStatus_INFO,
+                    "green",
+                )),
+            );
         if let Some(p) = parent {
             o.set("parent", Any::MoRef(p.clone()));
         }
@@ -181,7 +197,12 @@ impl Inventory {
         r
     }
 
-    fn folder(&mut self, name: &str, parent: Option<&ManagedObjectReference>, child_types: &[&str]) -> ManagedObjectReference {
+    fn folder(
+        &mut self,
+        name: &str,
+        parent: Option<&ManagedObjectReference>,
+        child_types: &[&str],
+    ) -> ManagedObjectReference {
         let r = self.entity("Folder", "group", name, parent);
         let o = self.objects.get_mut(&r.value).expect("just inserted");
         o.set("childType", strings(child_types));
@@ -210,8 +231,16 @@ impl Inventory {
         self.push_ref(&root.value, "childEntity", dc.clone());
         let vm_folder = self.folder("vm", Some(&dc), &["Folder", "VirtualMachine", "VirtualApp"]);
         let host_folder = self.folder("host", Some(&dc), &["Folder", "ComputeResource"]);
-        let ds_folder = self.folder("datastore", Some(&dc), &["Folder", "Datastore", "StoragePod"]);
-        let net_folder = self.folder("network", Some(&dc), &["Folder", "Network", "DistributedVirtualSwitch"]);
+        let ds_folder = self.folder(
+            "datastore",
+            Some(&dc),
+            &["Folder", "Datastore", "StoragePod"],
+        );
+        let net_folder = self.folder(
+            "network",
+            Some(&dc),
+            &["Folder", "Network", "DistributedVirtualSwitch"],
+        );
         let o = self.objects.get_mut(&dc.value).expect("datacenter");
         o.set("vmFolder", Any::MoRef(vm_folder.clone()));
         o.set("hostFolder", Any::MoRef(host_folder.clone()));
@@ -265,7 +294,13 @@ impl Inventory {
         }
     }
 
-    fn build_compute(&mut self, shape: &InventoryShape, ctx: &DcContext, name: &str, cluster: bool) {
+    fn build_compute(
+        &mut self,
+        shape: &InventoryShape,
+        ctx: &DcContext,
+        name: &str,
+        cluster: bool,
+    ) {
         let (type_, prefix) = if cluster {
             ("ClusterComputeResource", "domain-c")
         } else {
@@ -285,7 +320,9 @@ impl Inventory {
         o.set("host", refs(&[]));
 
         let host_names: Vec<String> = if cluster {
-            (0..shape.hosts_per_cluster).map(|h| format!("{name}_H{h}")).collect()
+            (0..shape.hosts_per_cluster)
+                .map(|h| format!("{name}_H{h}"))
+                .collect()
         } else {
             vec![name.to_owned()]
         };
@@ -305,7 +342,12 @@ impl Inventory {
         }
     }
 
-    fn build_host(&mut self, name: &str, parent: &ManagedObjectReference, ctx: &DcContext) -> ManagedObjectReference {
+    fn build_host(
+        &mut self,
+        name: &str,
+        parent: &ManagedObjectReference,
+        ctx: &DcContext,
+    ) -> ManagedObjectReference {
         let host = self.entity("HostSystem", "host", name, Some(parent));
         let mut runtime = HostRuntimeInfo::default();
         runtime.connection_state = HostSystemConnectionState::Connected;
@@ -345,7 +387,13 @@ impl Inventory {
         host
     }
 
-    fn build_vm(&mut self, name: &str, host: &ManagedObjectReference, pool: &ManagedObjectReference, ctx: &DcContext) {
+    fn build_vm(
+        &mut self,
+        name: &str,
+        host: &ManagedObjectReference,
+        pool: &ManagedObjectReference,
+        ctx: &DcContext,
+    ) {
         let vm = self.entity("VirtualMachine", "vm", name, Some(&ctx.vm_folder));
         self.push_ref(&ctx.vm_folder.value, "childEntity", vm.clone());
         self.push_ref(&pool.value, "vm", vm.clone());
@@ -356,7 +404,8 @@ impl Inventory {
         self.push_ref(&ctx.network.value, "vm", vm.clone());
         let uuid = uuid_for(&vm.value);
         let disk_kb: i64 = 1 << 20;
-        let (config, summary_config, runtime) = vm_parts(name, &vm, host, &ds, &ds_name, &ctx.network, &uuid, disk_kb);
+        let (config, summary_config, runtime) =
+            vm_parts(name, &vm, host, &ds, &ds_name, &ctx.network, &uuid, disk_kb);
         let mut storage = VirtualMachineStorageSummary::default();
         storage.committed = disk_kb * 1024;
         storage.timestamp = DateTime::from_unix(0, 0);
@@ -375,11 +424,14 @@ impl Inventory {
         o.set("network", refs(std::slice::from_ref(&ctx.network)));
         // Capacity accounting: the VM's disk is taken from its datastore's free space.
         if let Some(Any::Data(s)) = self.objects.get_mut(&ds.value).and_then(|o| {
-            o.props.iter_mut().find(|(n, _)| *n == "summary").map(|(_, v)| v)
-        }) {
-            if let Some(s) = vsphere_client::codec::ObjectAny::as_any_mut(&mut **s).downcast_mut::<DatastoreSummary>() {
-                s.free_space -= disk_kb * 1024;
-            }
+            o.props
+                .iter_mut()
+                .find(|(n, _)| *n == "summary")
+                .map(|(_, v)| v)
+        }) && let Some(s) = vsphere_client::codec::ObjectAny::as_any_mut(&mut **s)
+            .downcast_mut::<DatastoreSummary>()
+        {
+            s.free_space -= disk_kb * 1024;
         }
     }
 }
@@ -410,7 +462,14 @@ fn uuid_for(id: &str) -> String {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     let hex = format!("{h:016x}{:016x}", h.rotate_left(29) ^ 0x5349_4d00);
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 /// What `ServiceContent.about` and each host's product say.
@@ -431,7 +490,10 @@ pub(crate) fn about() -> AboutInfo {
     a
 }
 
-#[expect(clippy::too_many_arguments, reason = "one VM's parts, built in one place")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one VM's parts, built in one place"
+)]
 fn vm_parts(
     name: &str,
     vm: &ManagedObjectReference,
@@ -441,7 +503,11 @@ fn vm_parts(
     network: &ManagedObjectReference,
     uuid: &str,
     disk_kb: i64,
-) -> (VirtualMachineConfigInfo, VirtualMachineConfigSummary, VirtualMachineRuntimeInfo) {
+) -> (
+    VirtualMachineConfigInfo,
+    VirtualMachineConfigSummary,
+    VirtualMachineRuntimeInfo,
+) {
     let vmx = format!("[{ds_name}] {name}/{name}.vmx");
     let mut file = VirtualDeviceFileBackingInfo::default();
     file.file_name = format!("[{ds_name}] {name}/{name}.vmdk");
@@ -469,14 +535,22 @@ fn vm_parts(
     nic.controller_key = Some(100);
     nic.unit_number = Some(7);
     nic.address_type = Some("generated".to_owned());
-    nic.mac_address = Some(format!("00:50:56:{}", &uuid[0..8].as_bytes().chunks(2).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(":")[..8]));
+    nic.mac_address = Some(format!(
+        "00:50:56:{}:{}:{}",
+        &uuid[0..2],
+        &uuid[2..4],
+        &uuid[4..6]
+    ));
     let mut e1000 = VirtualE1000::default();
     e1000.virtual_ethernet_card = nic;
     let mut hw = VirtualHardware::default();
     hw.num_cpu = 1;
     hw.num_cores_per_socket = Some(1);
     hw.memory_mb = 32;
-    hw.device = vec![Poly::<VirtualDevice>::new(disk), Poly::<VirtualDevice>::new(e1000)];
+    hw.device = vec![
+        Poly::<VirtualDevice>::new(disk),
+        Poly::<VirtualDevice>::new(e1000),
+    ];
     let mut config = VirtualMachineConfigInfo::default();
     config.change_version = "1".to_owned();
     config.modified = DateTime::from_unix(0, 0);
@@ -572,7 +646,10 @@ mod tests {
             datastores: 2,
         };
         let inv = Inventory::build(&shape);
-        assert_eq!(names_of(&inv, "VirtualMachine").len() as u64, shape.vm_count());
+        assert_eq!(
+            names_of(&inv, "VirtualMachine").len() as u64,
+            shape.vm_count()
+        );
         assert_eq!(names_of(&inv, "VirtualMachine").len(), 24);
         assert_eq!(names_of(&inv, "Datastore").len(), 6);
     }

@@ -28,11 +28,26 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<SimulatorBuilder
         };
         match flag.as_str() {
             "--tls" => return Err(Error::Unsupported { feature: "--tls" }),
-            "--state-dir" => return Err(Error::Unsupported { feature: "--state-dir" }),
-            "--listen" | "--user" | "--password" | "--datacenters" | "--clusters"
-            | "--hosts-per-cluster" | "--standalone-hosts" | "--vms-per-host" | "--datastores" => {
+            "--state-dir" => {
+                return Err(Error::Unsupported {
+                    feature: "--state-dir",
+                });
+            }
+            "--listen"
+            | "--user"
+            | "--password"
+            | "--datacenters"
+            | "--clusters"
+            | "--hosts-per-cluster"
+            | "--standalone-hosts"
+            | "--vms-per-host"
+            | "--datastores" => {
                 let value = it.next().ok_or_else(|| invalid("needs a value"))?;
-                let count = || value.parse::<u32>().map_err(|_| invalid("expects a whole number"));
+                let count = || {
+                    value
+                        .parse::<u32>()
+                        .map_err(|_| invalid("expects a whole number"))
+                };
                 match flag.as_str() {
                     "--listen" => {
                         b = b.listen(value.parse().map_err(|_| invalid("expects HOST:PORT"))?);
@@ -111,7 +126,10 @@ mod tests {
 
     #[test]
     fn flags_set_the_shape_and_credentials() {
-        let b = parse_args(args("--user alice --password pw --vms-per-host 5 --clusters 2")).unwrap();
+        let b = parse_args(args(
+            "--user alice --password pw --vms-per-host 5 --clusters 2",
+        ))
+        .unwrap();
         let dbg = format!("{b:?}");
         assert!(dbg.contains("alice"));
         assert!(dbg.contains("vms_per_host: 5"));
@@ -125,8 +143,17 @@ mod tests {
             parse_args(args("--clusters many")),
             Err(Error::InvalidArgument { .. })
         ));
-        assert!(matches!(parse_args(args("--bogus")), Err(Error::InvalidArgument { .. })));
-        assert!(matches!(parse_args(args("--listen")), Err(Error::InvalidArgument { .. })));
-        assert!(matches!(parse_args(args("--tls")), Err(Error::Unsupported { .. })));
+        assert!(matches!(
+            parse_args(args("--bogus")),
+            Err(Error::InvalidArgument { .. })
+        ));
+        assert!(matches!(
+            parse_args(args("--listen")),
+            Err(Error::InvalidArgument { .. })
+        ));
+        assert!(matches!(
+            parse_args(args("--tls")),
+            Err(Error::Unsupported { .. })
+        ));
     }
 }

@@ -42,7 +42,7 @@ pub(crate) fn read_object(obj: &dyn DataObject, path: &[&str]) -> Result<Option<
     let field = fields[index];
     let rest = &path[1..];
     if rest.is_empty() {
-        return Ok(slot_to_any(obj.field(index), field));
+        return Ok(slot_to_any(&obj.field(index), field));
     }
     // Descend: only a single data object (required or optional) has nested properties.
     let descend_kind = matches!(field.kind, FieldKind::Data(_) | FieldKind::Any);
@@ -55,7 +55,7 @@ pub(crate) fn read_object(obj: &dyn DataObject, path: &[&str]) -> Result<Option<
         done: false,
         result: Ok(None),
     };
-    walk_slot(obj.field(index), &mut v);
+    walk_slot(&obj.field(index), &mut v);
     v.result
 }
 
@@ -75,7 +75,7 @@ impl Visitor for Descend<'_> {
     }
 }
 
-fn walk_slot(slot: FieldRef<'_>, v: &mut dyn Visitor) {
+fn walk_slot(slot: &FieldRef<'_>, v: &mut dyn Visitor) {
     match slot {
         FieldRef::One(s) => s.walk(v),
         FieldRef::Opt(s) => s.walk(v),
@@ -119,7 +119,7 @@ impl Visitor for Outermost {
     }
 }
 
-fn outermost(slot: FieldRef<'_>) -> Vec<Box<dyn DataObject>> {
+fn outermost(slot: &FieldRef<'_>) -> Vec<Box<dyn DataObject>> {
     let mut v = Outermost {
         skip: 0,
         items: Vec::new(),
@@ -173,7 +173,7 @@ macro_rules! prim {
 }
 
 /// The value of a property slot as `Any`; `None` when it is unset (or an empty array).
-pub(crate) fn slot_to_any(slot: FieldRef<'_>, field: &FieldInfo) -> Option<Any> {
+pub(crate) fn slot_to_any(slot: &FieldRef<'_>, field: &FieldInfo) -> Option<Any> {
     match field.kind {
         FieldKind::Bool => prim!(slot, bool, Any::Bool, AnyArray::Bool),
         FieldKind::Byte => prim!(slot, i8, Any::Byte, AnyArray::Byte),
@@ -202,11 +202,14 @@ pub(crate) fn slot_to_any(slot: FieldRef<'_>, field: &FieldInfo) -> Option<Any> 
         },
         FieldKind::Enum(info) => {
             let many = matches!(slot, FieldRef::Many(_));
-            let values = enum_values(&slot, field);
+            let values = enum_values(slot, field);
             if many {
                 (!values.is_empty()).then(|| Any::Array(AnyArray::Enum { info, values }))
             } else {
-                values.into_iter().next().map(|v| Any::Enum(EnumValue::new(info, v)))
+                values
+                    .into_iter()
+                    .next()
+                    .map(|v| Any::Enum(EnumValue::new(info, v)))
             }
         }
         FieldKind::Data(info) => data_to_any(slot, info),
@@ -214,7 +217,7 @@ pub(crate) fn slot_to_any(slot: FieldRef<'_>, field: &FieldInfo) -> Option<Any> 
     }
 }
 
-fn data_to_any(slot: FieldRef<'_>, item: &'static DataTypeInfo) -> Option<Any> {
+fn data_to_any(slot: &FieldRef<'_>, item: &'static DataTypeInfo) -> Option<Any> {
     let many = matches!(slot, FieldRef::Many(_));
     let mut items = outermost(slot);
     if many {
@@ -248,7 +251,9 @@ mod tests {
         let v = vm_summary();
         let p = read(&v, &["runtime", "powerState"]).unwrap().unwrap();
         assert_eq!(p.type_name(), "VirtualMachinePowerState");
-        let Any::Enum(e) = p else { panic!("not an enum") };
+        let Any::Enum(e) = p else {
+            panic!("not an enum")
+        };
         assert_eq!(e.as_str(), "poweredOn");
         let Some(Any::MoRef(h)) = read(&v, &["runtime", "host"]).unwrap() else {
             panic!("not a moref")

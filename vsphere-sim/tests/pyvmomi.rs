@@ -36,5 +36,8 @@ async fn pyvmomi_smoke() {
         "pyVmomi script failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
     assert!(stdout.contains("ok: all"), "{stdout}");
-    assert!(stdout.contains("ok: RetrievePropertiesEx paging, 3 pages"), "{stdout}");
+    assert!(
+        stdout.contains("ok: RetrievePropertiesEx paging, 3 pages"),
+        "{stdout}"
+    );
 }

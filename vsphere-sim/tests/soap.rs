@@ -1,4 +1,8 @@
 //! Drives the simulator in-process with the SDK's own generated methods, over real HTTP.
+#![allow(
+    clippy::field_reassign_with_default,
+    reason = "generated data objects are built from Default, field by field"
+)]
 
 use std::sync::Mutex;
 
@@ -61,7 +65,10 @@ async fn connect(sim: &Simulator) -> (Http, ServiceContent) {
     let si = ServiceInstance::new("ServiceInstance");
     let content = si.retrieve_service_content(&http).await.unwrap();
     let sm = SessionManager::from_reference(content.session_manager.clone().unwrap());
-    let session = sm.login(&http, sim.user(), sim.password(), None).await.unwrap();
+    let session = sm
+        .login(&http, sim.user(), sim.password(), None)
+        .await
+        .unwrap();
     assert_eq!(session.user_name, sim.user());
     (http, content)
 }
@@ -120,11 +127,21 @@ async fn login_sessions_and_faults() {
 
     // Expiry from the library API ends the session.
     assert_eq!(sim.expire_sessions(), 1);
-    assert!(si.current_time(&http).await.unwrap_err().is_fault("NotAuthenticated"));
+    assert!(
+        si.current_time(&http)
+            .await
+            .unwrap_err()
+            .is_fault("NotAuthenticated")
+    );
 
     sm.login(&http, "user", "pass", None).await.unwrap();
     sm.logout(&http).await.unwrap();
-    assert!(si.current_time(&http).await.unwrap_err().is_fault("NotAuthenticated"));
+    assert!(
+        si.current_time(&http)
+            .await
+            .unwrap_err()
+            .is_fault("NotAuthenticated")
+    );
 }
 
 #[tokio::test]
@@ -138,7 +155,12 @@ async fn idle_sessions_time_out() {
     let si = ServiceInstance::new("ServiceInstance");
     si.current_time(&http).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-    assert!(si.current_time(&http).await.unwrap_err().is_fault("NotAuthenticated"));
+    assert!(
+        si.current_time(&http)
+            .await
+            .unwrap_err()
+            .is_fault("NotAuthenticated")
+    );
 }
 
 #[tokio::test]
@@ -147,14 +169,24 @@ async fn container_view_and_nested_properties() {
     let (http, content) = connect(&sim).await;
     let vm = ViewManager::from_reference(content.view_manager.clone().unwrap());
     let view = vm
-        .create_container_view(&http, &content.root_folder, &["VirtualMachine".to_owned()], true)
+        .create_container_view(
+            &http,
+            &content.root_folder,
+            &["VirtualMachine".to_owned()],
+            true,
+        )
         .await
         .unwrap();
     let pc = PropertyCollector::from_reference(content.property_collector.clone());
     let spec = view_spec(
         &view,
         "VirtualMachine",
-        &["name", "runtime.powerState", "config.hardware.device", "summary"],
+        &[
+            "name",
+            "runtime.powerState",
+            "config.hardware.device",
+            "summary",
+        ],
     );
     let result = pc
         .retrieve_properties_ex(&http, &[spec], &RetrieveOptions::default())
@@ -185,7 +217,12 @@ async fn container_view_and_nested_properties() {
 
     // A type filter over hosts, non-recursive from the cluster.
     let hosts = vm
-        .create_container_view(&http, &content.root_folder, &["HostSystem".to_owned()], true)
+        .create_container_view(
+            &http,
+            &content.root_folder,
+            &["HostSystem".to_owned()],
+            true,
+        )
         .await
         .unwrap();
     let spec = view_spec(&hosts, "HostSystem", &["summary.config.name"]);
@@ -227,7 +264,12 @@ async fn retrieve_properties_ex_pages_with_tokens() {
     let (http, content) = connect(&sim).await;
     let vm = ViewManager::from_reference(content.view_manager.clone().unwrap());
     let view = vm
-        .create_container_view(&http, &content.root_folder, &["VirtualMachine".to_owned()], true)
+        .create_container_view(
+            &http,
+            &content.root_folder,
+            &["VirtualMachine".to_owned()],
+            true,
+        )
         .await
         .unwrap();
     let pc = PropertyCollector::from_reference(content.property_collector.clone());
@@ -243,9 +285,18 @@ async fn retrieve_properties_ex_pages_with_tokens() {
     let mut pages = 1;
     loop {
         assert!(page.objects.len() <= 7);
-        seen.extend(page.objects.iter().map(|c| prop(c, "name").as_str().unwrap().to_owned()));
-        let Some(token) = page.token.clone() else { break };
-        page = pc.continue_retrieve_properties_ex(&http, &token).await.unwrap();
+        seen.extend(
+            page.objects
+                .iter()
+                .map(|c| prop(c, "name").as_str().unwrap().to_owned()),
+        );
+        let Some(token) = page.token.clone() else {
+            break;
+        };
+        page = pc
+            .continue_retrieve_properties_ex(&http, &token)
+            .await
+            .unwrap();
         pages += 1;
     }
     assert_eq!(seen.len(), 20);
@@ -261,8 +312,13 @@ async fn retrieve_properties_ex_pages_with_tokens() {
         .unwrap()
         .unwrap();
     let token = first.token.unwrap();
-    pc.cancel_retrieve_properties_ex(&http, &token).await.unwrap();
-    let e = pc.continue_retrieve_properties_ex(&http, &token).await.unwrap_err();
+    pc.cancel_retrieve_properties_ex(&http, &token)
+        .await
+        .unwrap();
+    let e = pc
+        .continue_retrieve_properties_ex(&http, &token)
+        .await
+        .unwrap_err();
     assert!(e.is_fault("InvalidProperty"), "{e}");
 }
 
@@ -273,7 +329,12 @@ async fn unbuilt_methods_say_so() {
     let pc = PropertyCollector::from_reference(content.property_collector.clone());
     let e = pc.create_property_collector(&http).await.unwrap_err();
     assert!(e.is_fault("NotImplemented"), "{e}");
-    assert!(e.fault().unwrap().message.contains("CreatePropertyCollector"));
+    assert!(
+        e.fault()
+            .unwrap()
+            .message
+            .contains("CreatePropertyCollector")
+    );
 }
 
 #[tokio::test]
