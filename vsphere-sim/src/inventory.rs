@@ -11,7 +11,8 @@ use vsphere_client::types::{
     VirtualDisk, VirtualDiskFlatVer2BackingInfo, VirtualE1000, VirtualEthernetCard,
     VirtualEthernetCardNetworkBackingInfo, VirtualHardware, VirtualMachineConfigInfo,
     VirtualMachineConfigSummary, VirtualMachineConnectionState, VirtualMachinePowerState,
-    VirtualMachineRuntimeInfo, VirtualMachineStorageSummary, VirtualMachineSummary,
+    VirtualMachineRecordReplayState, VirtualMachineRuntimeInfo, VirtualMachineStorageSummary,
+    VirtualMachineSummary,
 };
 
 /// The size of the generated inventory; the defaults match vcsim's VPX model.
@@ -575,6 +576,7 @@ fn vm_parts(
     runtime.host = Some(host.clone());
     runtime.connection_state = VirtualMachineConnectionState::Connected;
     runtime.power_state = VirtualMachinePowerState::PoweredOn;
+    runtime.record_replay_state = VirtualMachineRecordReplayState::Inactive;
     (config, sc, runtime)
 }
 
