@@ -1,5 +1,7 @@
 //! The crate's error type.
 
+use std::net::SocketAddr;
+
 /// Everything that can go wrong in `vsphere-sim`.
 ///
 /// The enum is `#[non_exhaustive]`: later releases add variants without breaking callers that
@@ -12,6 +14,23 @@ pub enum Error {
     Unsupported {
         /// What was asked for.
         feature: &'static str,
+    },
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A command-line argument was missing or malformed.
+    #[error("invalid argument {arg}: {problem}")]
+    InvalidArgument {
+        /// The flag.
+        arg: String,
+        /// What was wrong with it.
+        problem: String,
     },
 }
 

@@ -1,0 +1,658 @@
+//! The simulator's inventory: managed objects whose properties are the SDK's generated data
+//! types, and a builder that shapes it like govmomi vcsim's VPX model.
+
+use std::collections::HashMap;
+
+use vsphere_client::codec::{Any, AnyArray, DateTime, ManagedObjectReference, Obj, Poly};
+use vsphere_client::types::{
+    AboutInfo, DatastoreSummary, Description, HostConfigSummary, HostHardwareSummary,
+    HostListSummary, HostRuntimeInfo, HostSystemConnectionState, HostSystemPowerState,
+    ManagedEntityStatus, VirtualDevice, VirtualDeviceBackingInfo, VirtualDeviceFileBackingInfo,
+    VirtualDisk, VirtualDiskFlatVer2BackingInfo, VirtualE1000, VirtualEthernetCard,
+    VirtualEthernetCardNetworkBackingInfo, VirtualHardware, VirtualMachineConfigInfo,
+    VirtualMachineConfigSummary, VirtualMachineConnectionState, VirtualMachinePowerState,
+    VirtualMachineRecordReplayState, VirtualMachineRuntimeInfo, VirtualMachineStorageSummary,
+    VirtualMachineSummary,
+};
+
+/// The size of the generated inventory; the defaults match vcsim's VPX model.
+///
+/// ```
+/// let shape = vsphere_sim::InventoryShape::default();
+/// assert_eq!((shape.datacenters, shape.clusters, shape.hosts_per_cluster), (1, 1, 3));
+/// ```
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct InventoryShape {
+    /// Datacenters (`DC0`, `DC1`, ...).
+    pub datacenters: u32,
+    /// Clusters per datacenter (`DC0_C0`, ...).
+    pub clusters: u32,
+    /// Hosts in each cluster (`DC0_C0_H0`, ...).
+    pub hosts_per_cluster: u32,
+    /// Standalone hosts per datacenter (`DC0_H0`, ...).
+    pub standalone_hosts: u32,
+    /// Virtual machines per host (`DC0_H0_VM0`, `DC0_C0_RP0_VM0`, ...).
+    pub vms_per_host: u32,
+    /// Local datastores per datacenter (`LocalDS_0`, ...), mounted on every host of the
+    /// datacenter; a `SharedDS_0` is added besides.
+    pub datastores: u32,
+}
+
+impl Default for InventoryShape {
+    fn default() -> Self {
+        Self {
+            datacenters: 1,
+            clusters: 1,
+            hosts_per_cluster: 3,
+            standalone_hosts: 1,
+            vms_per_host: 2,
+            datastores: 1,
+        }
+    }
+}
+
+impl InventoryShape {
+    /// The number of virtual machines this shape creates.
+    ///
+    /// ```
+    /// assert_eq!(vsphere_sim::InventoryShape::default().vm_count(), 8);
+    /// ```
+    pub fn vm_count(&self) -> u64 {
+        let hosts = u64::from(self.clusters) * u64::from(self.hosts_per_cluster)
+            + u64::from(self.standalone_hosts);
+        u64::from(self.datacenters) * hosts * u64::from(self.vms_per_host)
+    }
+}
+
+/// One managed object: its reference and its properties by wire name.
+#[derive(Clone, Debug)]
+pub(crate) struct MoObject {
+    pub(crate) moref: ManagedObjectReference,
+    pub(crate) props: Vec<(&'static str, Any)>,
+}
+
+impl MoObject {
+    fn new(type_: &str, id: &str) -> Self {
+        Self {
+            moref: ManagedObjectReference::new(type_, id),
+            props: Vec::new(),
+        }
+    }
+
+    /// A property's value (`None` when the object does not have it).
+    pub(crate) fn prop(&self, name: &str) -> Option<&Any> {
+        self.props.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+    }
+
+    /// Sets (or replaces) a property.
+    pub(crate) fn set(&mut self, name: &'static str, value: Any) {
+        match self.props.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = value,
+            None => self.props.push((name, value)),
+        }
+    }
+
+    fn with(mut self, name: &'static str, value: Any) -> Self {
+        self.set(name, value);
+        self
+    }
+}
+
+/// The managed objects of the simulated vCenter, by id.
+#[derive(Debug, Default)]
+pub(crate) struct Inventory {
+    objects: HashMap<String, MoObject>,
+    next_id: u64,
+}
+
+/// The references the service content hands out.
+pub(crate) const ROOT_FOLDER: &str = "group-d1";
+
+fn moref(type_: &str, id: &str) -> ManagedObjectReference {
+    ManagedObjectReference::new(type_, id)
+}
+
+fn refs(v: &[ManagedObjectReference]) -> Any {
+    Any::Array(AnyArray::MoRef(v.to_vec()))
+}
+
+fn strings(v: &[&str]) -> Any {
+    Any::Array(AnyArray::String(
+        v.iter().map(|s| (*s).to_owned()).collect(),
+    ))
+}
+
+impl Inventory {
+    /// The object with id `id`.
+    pub(crate) fn get(&self, id: &str) -> Option<&MoObject> {
+        self.objects.get(id)
+    }
+
+    /// The object `r` refers to, if it exists and has that type.
+    pub(crate) fn resolve(&self, r: &ManagedObjectReference) -> Option<&MoObject> {
+        self.objects
+            .get(&r.value)
+            .filter(|o| o.moref.type_ == r.type_)
+    }
+
+    /// Adds an object (replacing one with the same id).
+    pub(crate) fn insert(&mut self, o: MoObject) {
+        self.objects.insert(o.moref.value.clone(), o);
+    }
+
+    /// Removes an object.
+    pub(crate) fn remove(&mut self, id: &str) -> Option<MoObject> {
+        self.objects.remove(id)
+    }
+
+    /// A fresh id with `prefix` (`vm-42`, `session[...]`).
+    pub(crate) fn new_id(&mut self, prefix: &str) -> String {
+        self.next_id += 1;
+        format!("{prefix}-{}", self.next_id)
+    }
+
+    /// The number of objects.
+    pub(crate) fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    /// The references an object's property holds (one reference or an array of them).
+    pub(crate) fn refs_of(&self, id: &str, prop: &str) -> Vec<ManagedObjectReference> {
+        match self.objects.get(id).and_then(|o| o.prop(prop)) {
+            Some(Any::MoRef(r)) => vec![r.clone()],
+            Some(Any::Array(AnyArray::MoRef(v))) => v.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn push_ref(&mut self, id: &str, prop: &'static str, r: ManagedObjectReference) {
+        let mut v = self.refs_of(id, prop);
+        v.push(r);
+        if let Some(o) = self.objects.get_mut(id) {
+            o.set(prop, refs(&v));
+        }
+    }
+
+    fn entity(
+        &mut self,
+        type_: &str,
+        prefix: &str,
+        name: &str,
+        parent: Option<&ManagedObjectReference>,
+    ) -> ManagedObjectReference {
+        let id = self.new_id(prefix);
+        let mut o = MoObject::new(type_, &id)
+            .with("name", Any::String(name.to_owned()))
+            .with(
+                "overallStatus",
+                Any::Enum(vsphere_client::codec::EnumValue::new(
+                    &vsphere_client::types::ManagedEntityStatus_INFO,
+                    "green",
+                )),
+            );
+        if let Some(p) = parent {
+            o.set("parent", Any::MoRef(p.clone()));
+        }
+        let r = o.moref.clone();
+        self.insert(o);
+        r
+    }
+
+    fn folder(
+        &mut self,
+        name: &str,
+        parent: Option<&ManagedObjectReference>,
+        child_types: &[&str],
+    ) -> ManagedObjectReference {
+        let r = self.entity("Folder", "group", name, parent);
+        let o = self.objects.get_mut(&r.value).expect("just inserted");
+        o.set("childType", strings(child_types));
+        o.set("childEntity", refs(&[]));
+        r
+    }
+
+    /// Builds the inventory for `shape`.
+    pub(crate) fn build(shape: &InventoryShape) -> Self {
+        let mut inv = Self::default();
+        let root = inv.folder("Datacenters", None, &["Folder", "Datacenter"]);
+        // The root folder has the fixed id vCenter gives it.
+        let mut root_obj = inv.remove(&root.value).expect("root folder");
+        root_obj.moref = moref("Folder", ROOT_FOLDER);
+        inv.insert(root_obj);
+        let root = moref("Folder", ROOT_FOLDER);
+        for d in 0..shape.datacenters {
+            inv.build_datacenter(shape, &root, d);
+        }
+        inv
+    }
+
+    fn build_datacenter(&mut self, shape: &InventoryShape, root: &ManagedObjectReference, d: u32) {
+        let dc_name = format!("DC{d}");
+        let dc = self.entity("Datacenter", "datacenter", &dc_name, Some(root));
+        self.push_ref(&root.value, "childEntity", dc.clone());
+        let vm_folder = self.folder("vm", Some(&dc), &["Folder", "VirtualMachine", "VirtualApp"]);
+        let host_folder = self.folder("host", Some(&dc), &["Folder", "ComputeResource"]);
+        let ds_folder = self.folder(
+            "datastore",
+            Some(&dc),
+            &["Folder", "Datastore", "StoragePod"],
+        );
+        let net_folder = self.folder(
+            "network",
+            Some(&dc),
+            &["Folder", "Network", "DistributedVirtualSwitch"],
+        );
+        let o = self.objects.get_mut(&dc.value).expect("datacenter");
+        o.set("vmFolder", Any::MoRef(vm_folder.clone()));
+        o.set("hostFolder", Any::MoRef(host_folder.clone()));
+        o.set("datastoreFolder", Any::MoRef(ds_folder.clone()));
+        o.set("networkFolder", Any::MoRef(net_folder.clone()));
+
+        let network = self.entity("Network", "network", "VM Network", Some(&net_folder));
+        self.push_ref(&net_folder.value, "childEntity", network.clone());
+
+        let mut datastores = Vec::new();
+        let ds_names: Vec<String> = (0..shape.datastores)
+            .map(|i| format!("LocalDS_{i}"))
+            .chain(std::iter::once("SharedDS_0".to_owned()))
+            .collect();
+        for name in &ds_names {
+            let ds = self.entity("Datastore", "datastore", name, Some(&ds_folder));
+            self.push_ref(&ds_folder.value, "childEntity", ds.clone());
+            let mut s = DatastoreSummary::default();
+            s.datastore = Some(ds.clone());
+            s.name.clone_from(name);
+            s.url = format!("ds:///vmfs/volumes/{}/", ds.value);
+            s.capacity = 1 << 40;
+            s.free_space = 1 << 40;
+            s.accessible = true;
+            s.multiple_host_access = Some(true);
+            s.type_ = "VMFS".to_owned();
+            let o = self.objects.get_mut(&ds.value).expect("datastore");
+            o.set("summary", Any::Data(Box::new(s)));
+            o.set("host", refs(&[]));
+            o.set("vm", refs(&[]));
+            datastores.push(ds);
+        }
+        let o = self.objects.get_mut(&dc.value).expect("datacenter");
+        o.set("datastore", refs(&datastores));
+        o.set("network", refs(std::slice::from_ref(&network)));
+
+        let ctx = DcContext {
+            dc_name,
+            vm_folder,
+            host_folder,
+            network,
+            datastores,
+        };
+        for c in 0..shape.clusters {
+            let name = format!("{}_C{c}", ctx.dc_name);
+            self.build_compute(shape, &ctx, &name, true);
+        }
+        for h in 0..shape.standalone_hosts {
+            let name = format!("{}_H{h}", ctx.dc_name);
+            self.build_compute(shape, &ctx, &name, false);
+        }
+    }
+
+    fn build_compute(
+        &mut self,
+        shape: &InventoryShape,
+        ctx: &DcContext,
+        name: &str,
+        cluster: bool,
+    ) {
+        let (type_, prefix) = if cluster {
+            ("ClusterComputeResource", "domain-c")
+        } else {
+            ("ComputeResource", "domain-s")
+        };
+        let cr = self.entity(type_, prefix, name, Some(&ctx.host_folder));
+        self.push_ref(&ctx.host_folder.value, "childEntity", cr.clone());
+        let pool = self.entity("ResourcePool", "resgroup", "Resources", Some(&cr));
+        let p = self.objects.get_mut(&pool.value).expect("pool");
+        p.set("owner", Any::MoRef(cr.clone()));
+        p.set("resourcePool", refs(&[]));
+        p.set("vm", refs(&[]));
+        let o = self.objects.get_mut(&cr.value).expect("compute resource");
+        o.set("resourcePool", Any::MoRef(pool.clone()));
+        o.set("datastore", refs(&ctx.datastores));
+        o.set("network", refs(std::slice::from_ref(&ctx.network)));
+        o.set("host", refs(&[]));
+
+        let host_names: Vec<String> = if cluster {
+            (0..shape.hosts_per_cluster)
+                .map(|h| format!("{name}_H{h}"))
+                .collect()
+        } else {
+            vec![name.to_owned()]
+        };
+        let mut vm_index = 0;
+        for host_name in &host_names {
+            let host = self.build_host(host_name, &cr, ctx);
+            self.push_ref(&cr.value, "host", host.clone());
+            for _ in 0..shape.vms_per_host {
+                let vm_name = if cluster {
+                    format!("{name}_RP0_VM{vm_index}")
+                } else {
+                    format!("{name}_VM{vm_index}")
+                };
+                vm_index += 1;
+                self.build_vm(&vm_name, &host, &pool, ctx);
+            }
+        }
+    }
+
+    fn build_host(
+        &mut self,
+        name: &str,
+        parent: &ManagedObjectReference,
+        ctx: &DcContext,
+    ) -> ManagedObjectReference {
+        let host = self.entity("HostSystem", "host", name, Some(parent));
+        let mut runtime = HostRuntimeInfo::default();
+        runtime.connection_state = HostSystemConnectionState::Connected;
+        runtime.power_state = HostSystemPowerState::PoweredOn;
+        let mut hw = HostHardwareSummary::default();
+        hw.vendor = "VMware, Inc. (vsphere-sim)".to_owned();
+        hw.model = "VMware Virtual Platform".to_owned();
+        hw.uuid = format!("{}-uuid", host.value);
+        hw.memory_size = 4 << 30;
+        hw.cpu_model = "Intel(R) Xeon(R) CPU".to_owned();
+        hw.cpu_mhz = 2294;
+        hw.num_cpu_pkgs = 2;
+        hw.num_cpu_cores = 2;
+        hw.num_cpu_threads = 2;
+        hw.num_nics = 1;
+        hw.num_hb_as = 1;
+        let mut config = HostConfigSummary::default();
+        config.name = name.to_owned();
+        config.port = 443;
+        config.product = Some(Obj::new(about()));
+        let mut s = HostListSummary::default();
+        s.host = Some(host.clone());
+        s.hardware = Some(Obj::new(hw));
+        s.runtime = Some(Obj::new(runtime.clone()));
+        s.config = Some(Obj::new(config));
+        s.overall_status = ManagedEntityStatus::Green;
+        let o = self.objects.get_mut(&host.value).expect("host");
+        o.set("summary", Any::Data(Box::new(s)));
+        o.set("runtime", Any::Data(Box::new(runtime)));
+        o.set("datastore", refs(&ctx.datastores));
+        o.set("network", refs(std::slice::from_ref(&ctx.network)));
+        o.set("vm", refs(&[]));
+        for ds in &ctx.datastores {
+            self.push_ref(&ds.value, "host", host.clone());
+        }
+        self.push_ref(&ctx.network.value, "host", host.clone());
+        host
+    }
+
+    fn build_vm(
+        &mut self,
+        name: &str,
+        host: &ManagedObjectReference,
+        pool: &ManagedObjectReference,
+        ctx: &DcContext,
+    ) {
+        let vm = self.entity("VirtualMachine", "vm", name, Some(&ctx.vm_folder));
+        self.push_ref(&ctx.vm_folder.value, "childEntity", vm.clone());
+        self.push_ref(&pool.value, "vm", vm.clone());
+        self.push_ref(&host.value, "vm", vm.clone());
+        let ds = ctx.datastores[0].clone();
+        let ds_name = ctx.ds_name(self);
+        self.push_ref(&ds.value, "vm", vm.clone());
+        self.push_ref(&ctx.network.value, "vm", vm.clone());
+        let uuid = uuid_for(&vm.value);
+        let disk_kb: i64 = 1 << 20;
+        let (config, summary_config, runtime) =
+            vm_parts(name, &vm, host, &ds, &ds_name, &ctx.network, &uuid, disk_kb);
+        let mut storage = VirtualMachineStorageSummary::default();
+        storage.committed = disk_kb * 1024;
+        storage.timestamp = DateTime::from_unix(0, 0);
+        let mut summary = VirtualMachineSummary::default();
+        summary.vm = Some(vm.clone());
+        summary.runtime = Some(Obj::new(runtime.clone()));
+        summary.config = Some(Obj::new(summary_config));
+        summary.storage = Some(Obj::new(storage));
+        summary.overall_status = ManagedEntityStatus::Green;
+        let o = self.objects.get_mut(&vm.value).expect("vm");
+        o.set("resourcePool", Any::MoRef(pool.clone()));
+        o.set("runtime", Any::Data(Box::new(runtime)));
+        o.set("config", Any::Data(Box::new(config)));
+        o.set("summary", Any::Data(Box::new(summary)));
+        o.set("datastore", refs(std::slice::from_ref(&ds)));
+        o.set("network", refs(std::slice::from_ref(&ctx.network)));
+        // Capacity accounting: the VM's disk is taken from its datastore's free space.
+        if let Some(Any::Data(s)) = self.objects.get_mut(&ds.value).and_then(|o| {
+            o.props
+                .iter_mut()
+                .find(|(n, _)| *n == "summary")
+                .map(|(_, v)| v)
+        }) && let Some(s) = vsphere_client::codec::ObjectAny::as_any_mut(&mut **s)
+            .downcast_mut::<DatastoreSummary>()
+        {
+            s.free_space -= disk_kb * 1024;
+        }
+    }
+}
+
+struct DcContext {
+    dc_name: String,
+    vm_folder: ManagedObjectReference,
+    host_folder: ManagedObjectReference,
+    network: ManagedObjectReference,
+    datastores: Vec<ManagedObjectReference>,
+}
+
+impl DcContext {
+    fn ds_name(&self, inv: &Inventory) -> String {
+        inv.get(&self.datastores[0].value)
+            .and_then(|o| o.prop("name"))
+            .and_then(Any::as_str)
+            .unwrap_or("LocalDS_0")
+            .to_owned()
+    }
+}
+
+/// A stable, UUID-shaped id derived from a managed object id.
+fn uuid_for(id: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let hex = format!("{h:016x}{:016x}", h.rotate_left(29) ^ 0x5349_4d00);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// What `ServiceContent.about` and each host's product say.
+pub(crate) fn about() -> AboutInfo {
+    let mut a = AboutInfo::default();
+    a.name = "VMware vCenter Server".to_owned();
+    a.full_name = "VMware vCenter Server 8.0.3 build-0 (vsphere-sim)".to_owned();
+    a.vendor = "VMware, Inc.".to_owned();
+    a.version = "8.0.3".to_owned();
+    a.build = "0".to_owned();
+    a.os_type = "linux-x64".to_owned();
+    a.product_line_id = "vpx".to_owned();
+    a.api_type = "VirtualCenter".to_owned();
+    a.api_version = "8.0.3.0".to_owned();
+    a.instance_uuid = Some(uuid_for("vsphere-sim"));
+    a.license_product_name = Some("VMware VirtualCenter Server".to_owned());
+    a.license_product_version = Some("8.0".to_owned());
+    a
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one VM's parts, built in one place"
+)]
+fn vm_parts(
+    name: &str,
+    vm: &ManagedObjectReference,
+    host: &ManagedObjectReference,
+    ds: &ManagedObjectReference,
+    ds_name: &str,
+    network: &ManagedObjectReference,
+    uuid: &str,
+    disk_kb: i64,
+) -> (
+    VirtualMachineConfigInfo,
+    VirtualMachineConfigSummary,
+    VirtualMachineRuntimeInfo,
+) {
+    let vmx = format!("[{ds_name}] {name}/{name}.vmx");
+    let mut file = VirtualDeviceFileBackingInfo::default();
+    file.file_name = format!("[{ds_name}] {name}/{name}.vmdk");
+    file.datastore = Some(ds.clone());
+    let mut backing = VirtualDiskFlatVer2BackingInfo::default();
+    backing.virtual_device_file_backing_info = file;
+    backing.disk_mode = "persistent".to_owned();
+    backing.thin_provisioned = Some(true);
+    backing.uuid = Some(uuid_for(&format!("{}-disk", vm.value)));
+    let mut disk = VirtualDisk::default();
+    disk.key = 2000;
+    disk.device_info = Some(Poly::new(label("Hard disk 1", &format!("{disk_kb} KB"))));
+    disk.backing = Some(Poly::<VirtualDeviceBackingInfo>::new(backing));
+    disk.controller_key = Some(1000);
+    disk.unit_number = Some(0);
+    disk.capacity_in_kb = disk_kb;
+    disk.capacity_in_bytes = Some(disk_kb * 1024);
+    let mut nic_backing = VirtualEthernetCardNetworkBackingInfo::default();
+    nic_backing.device_name = "VM Network".to_owned();
+    nic_backing.network = Some(network.clone());
+    let mut nic = VirtualEthernetCard::default();
+    nic.key = 4000;
+    nic.device_info = Some(Poly::new(label("Network adapter 1", "VM Network")));
+    nic.backing = Some(Poly::<VirtualDeviceBackingInfo>::new(nic_backing));
+    nic.controller_key = Some(100);
+    nic.unit_number = Some(7);
+    nic.address_type = Some("generated".to_owned());
+    nic.mac_address = Some(format!(
+        "00:50:56:{}:{}:{}",
+        &uuid[0..2],
+        &uuid[2..4],
+        &uuid[4..6]
+    ));
+    let mut e1000 = VirtualE1000::default();
+    e1000.virtual_ethernet_card = nic;
+    let mut hw = VirtualHardware::default();
+    hw.num_cpu = 1;
+    hw.num_cores_per_socket = Some(1);
+    hw.memory_mb = 32;
+    hw.device = vec![
+        Poly::<VirtualDevice>::new(disk),
+        Poly::<VirtualDevice>::new(e1000),
+    ];
+    let mut config = VirtualMachineConfigInfo::default();
+    config.change_version = "1".to_owned();
+    config.modified = DateTime::from_unix(0, 0);
+    config.name = name.to_owned();
+    config.guest_full_name = "Other Linux (64-bit)".to_owned();
+    config.version = "vmx-20".to_owned();
+    config.uuid = uuid.to_owned();
+    config.instance_uuid = Some(uuid_for(&format!("{}-instance", vm.value)));
+    config.guest_id = "otherLinux64Guest".to_owned();
+    config.hardware = Some(Obj::new(hw));
+    let mut sc = VirtualMachineConfigSummary::default();
+    sc.name = name.to_owned();
+    sc.vm_path_name = vmx;
+    sc.memory_size_mb = Some(32);
+    sc.num_cpu = Some(1);
+    sc.num_ethernet_cards = Some(1);
+    sc.num_virtual_disks = Some(1);
+    sc.uuid = Some(uuid.to_owned());
+    sc.guest_id = Some("otherLinux64Guest".to_owned());
+    sc.guest_full_name = Some("Other Linux (64-bit)".to_owned());
+    let mut runtime = VirtualMachineRuntimeInfo::default();
+    runtime.host = Some(host.clone());
+    runtime.connection_state = VirtualMachineConnectionState::Connected;
+    runtime.power_state = VirtualMachinePowerState::PoweredOn;
+    runtime.record_replay_state = VirtualMachineRecordReplayState::Inactive;
+    (config, sc, runtime)
+}
+
+fn label(l: &str, s: &str) -> Description {
+    let mut d = Description::default();
+    d.label = l.to_owned();
+    d.summary = s.to_owned();
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names_of(inv: &Inventory, type_: &str) -> Vec<String> {
+        let mut v: Vec<String> = inv
+            .objects
+            .values()
+            .filter(|o| o.moref.type_ == type_)
+            .filter_map(|o| o.prop("name").and_then(Any::as_str).map(str::to_owned))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn default_shape_is_vcsim_vpx() {
+        let inv = Inventory::build(&InventoryShape::default());
+        assert_eq!(names_of(&inv, "Datacenter"), ["DC0"]);
+        assert_eq!(names_of(&inv, "ClusterComputeResource"), ["DC0_C0"]);
+        assert_eq!(
+            names_of(&inv, "HostSystem"),
+            ["DC0_C0_H0", "DC0_C0_H1", "DC0_C0_H2", "DC0_H0"]
+        );
+        let vms = names_of(&inv, "VirtualMachine");
+        assert_eq!(vms.len(), 8);
+        assert!(vms.contains(&"DC0_H0_VM0".to_owned()));
+        assert!(vms.contains(&"DC0_C0_RP0_VM5".to_owned()));
+        assert_eq!(names_of(&inv, "Datastore"), ["LocalDS_0", "SharedDS_0"]);
+        assert_eq!(names_of(&inv, "Network"), ["VM Network"]);
+        assert_eq!(inv.refs_of(ROOT_FOLDER, "childEntity").len(), 1);
+    }
+
+    #[test]
+    fn datastore_free_space_accounts_for_vm_disks() {
+        let inv = Inventory::build(&InventoryShape::default());
+        let ds = inv
+            .objects
+            .values()
+            .find(|o| o.prop("name").and_then(Any::as_str) == Some("LocalDS_0"))
+            .unwrap();
+        let Some(Any::Data(summary)) = ds.prop("summary") else {
+            panic!("no summary")
+        };
+        let used = summary
+            .downcast_ref::<DatastoreSummary>()
+            .map(|s| s.capacity - s.free_space);
+        assert_eq!(used, Some(8 * (1 << 30)));
+    }
+
+    #[test]
+    fn shape_counts() {
+        let shape = InventoryShape {
+            datacenters: 2,
+            clusters: 2,
+            hosts_per_cluster: 2,
+            standalone_hosts: 0,
+            vms_per_host: 3,
+            datastores: 2,
+        };
+        let inv = Inventory::build(&shape);
+        assert_eq!(
+            names_of(&inv, "VirtualMachine").len() as u64,
+            shape.vm_count()
+        );
+        assert_eq!(names_of(&inv, "VirtualMachine").len(), 24);
+        assert_eq!(names_of(&inv, "Datastore").len(), 6);
+    }
+}

@@ -1,0 +1,43 @@
+//! pyVmomi (the real client, from PyPI) against the simulator: `tests/py/smoke.py`.
+//!
+//! Needs `$SDK_TEST_PYTHON`, a Python with pyVmomi (`ci/test.sh` sets it up from
+//! `ci/requirements.txt`); without it the test prints why and passes without running.
+
+use std::process::Command;
+
+use vsphere_sim::Simulator;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyvmomi_smoke() {
+    let Ok(python) = std::env::var("SDK_TEST_PYTHON") else {
+        eprintln!("skipped: SDK_TEST_PYTHON is not set (a Python with pyVmomi; see ci/test.sh)");
+        return;
+    };
+    let sim = Simulator::builder().start().await.unwrap();
+    let addr = sim.addr();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/smoke.py");
+    let (user, password) = (sim.user().to_owned(), sim.password().to_owned());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(python)
+            .arg(script)
+            .arg(addr.ip().to_string())
+            .arg(addr.port().to_string())
+            .arg(user)
+            .arg(password)
+            .output()
+            .expect("run the pyVmomi script")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "pyVmomi script failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains("ok: all"), "{stdout}");
+    assert!(
+        stdout.contains("ok: RetrievePropertiesEx paging, 3 pages"),
+        "{stdout}"
+    );
+}
