@@ -306,7 +306,7 @@ fn decode_array(
 }
 
 /// Decodes a data object of `declared` type or of the subtype `start`'s `xsi:type` names.
-fn decode_data(
+pub(crate) fn decode_data(
     d: &mut Decoder<'_>,
     start: &Start<'_>,
     f: &FieldInfo,

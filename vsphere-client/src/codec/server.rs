@@ -209,15 +209,7 @@ fn decode_param(
             let text = d.read_text(start)?;
             Any::Enum(super::EnumValue::new(info, text.trim()))
         }
-        FieldKind::Data(info) => {
-            let concrete = match start.xsi_type().map(|x| super::lookup_type(x.local())) {
-                Some(Some(super::TypeRef::Data(t))) if t.is_a(info) => t,
-                _ => info,
-            };
-            let mut obj = (concrete.new)();
-            super::decode_object(d, start, field, &mut *obj)?;
-            Any::Data(obj)
-        }
+        FieldKind::Data(info) => Any::Data(super::any::decode_data(d, start, field, info)?),
     })
 }
 

@@ -269,7 +269,6 @@ impl Gen<'_> {
                 .get(rel)
                 .map_or("", String::as_str)
         );
-        let _ = svc;
         if let Some(b) = &t.base {
             let _ = writeln!(
                 s,
@@ -352,7 +351,6 @@ impl Gen<'_> {
             self.ix.has_subtypes.contains(t.name.as_str()),
             n = t.name,
         );
-        let _ = svc;
         Ok(())
     }
 
