@@ -1,6 +1,7 @@
 //! The crate's error type.
 
 use crate::codec::{DecodeError, SoapFault};
+use crate::types::LocalizedMethodFault;
 
 /// Everything that can go wrong in `vsphere-client`.
 ///
@@ -85,6 +86,46 @@ pub enum Error {
     /// The client was logged out; make a new one.
     #[error("the session was closed by logout")]
     SessionClosed,
+    /// A task ended in the `error` state: `kind` is the fault's type (`FileNotFound`,
+    /// `InvalidPowerState`, ...), `message` the server's localized message, `fault` the typed
+    /// `LocalizedMethodFault` (downcast `fault.fault` to the concrete fault type).
+    #[error("task {task} failed with {kind}: {message}")]
+    TaskFailed {
+        /// The task's managed object id (`task-42`).
+        task: String,
+        /// The fault's type name.
+        kind: String,
+        /// The localized message (or the fault's type when the server sent none).
+        message: String,
+        /// The typed fault, as the server sent it.
+        fault: Box<LocalizedMethodFault>,
+    },
+    /// No inventory object matches `path` (a path, a glob or a name).
+    #[error("no {kind} found at {path:?}")]
+    NotFound {
+        /// What was looked for (`datacenter`, `datastore`, `VirtualMachine`, ...).
+        kind: &'static str,
+        /// The path, glob or name that was looked up.
+        path: String,
+    },
+    /// A lookup that needs exactly one object found several; name one of them.
+    #[error("{path:?} is ambiguous: {} {kind} objects match ({})", matches.len(), matches.join(", "))]
+    Ambiguous {
+        /// What was looked for.
+        kind: &'static str,
+        /// The path, glob or name that was looked up (`*` for a default).
+        path: String,
+        /// The inventory paths of the matches.
+        matches: Vec<String>,
+    },
+    /// A First Class Disk is already attached to a VM: a disk is never attached to two.
+    #[error("disk {disk} is already attached to VM {vm:?}")]
+    AttachedElsewhere {
+        /// The First Class Disk's id.
+        disk: String,
+        /// The name (or inventory path) of the VM that has it.
+        vm: String,
+    },
 }
 
 impl Error {
@@ -96,9 +137,28 @@ impl Error {
         }
     }
 
-    /// Whether the server sent a fault of type `name` (`"InvalidLogin"`, `"NotAuthenticated"`).
+    /// Whether the server sent a fault of type `name` (`"InvalidLogin"`, `"NotAuthenticated"`),
+    /// either as the answer to a call or as the error of a task.
     pub fn is_fault(&self, name: &str) -> bool {
-        self.fault().is_some_and(|f| f.fault_type() == name)
+        match self {
+            Self::TaskFailed { kind, .. } => kind == name,
+            _ => self.fault().is_some_and(|f| f.fault_type() == name),
+        }
+    }
+
+    /// Whether the server does not implement the method that was called (the `NotImplemented`,
+    /// `MethodNotFound` or `NotSupported` fault, or HTTP 404/501): callers fall back to an
+    /// older way of doing the same thing.
+    pub fn is_not_implemented(&self) -> bool {
+        matches!(
+            self,
+            Self::HttpStatus {
+                status: 404 | 501,
+                ..
+            }
+        ) || ["NotImplemented", "MethodNotFound", "NotSupported"]
+            .iter()
+            .any(|k| self.fault().is_some_and(|f| f.fault_type() == *k))
     }
 }
 

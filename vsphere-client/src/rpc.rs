@@ -220,6 +220,11 @@ fn any_opt<T: Value>(a: Any) -> Result<Option<T>, Any> {
     }
 }
 
+/// An `anyType` array (or nothing) as a `Vec<T>`.
+pub(crate) fn any_to_vec<T: Value>(a: Any) -> Result<Vec<T>, Any> {
+    any_many(a)
+}
+
 fn any_many<T: Value>(a: Any) -> Result<Vec<T>, Any> {
     let items: Vec<Any> = match a {
         Any::Absent => return Ok(Vec::new()),

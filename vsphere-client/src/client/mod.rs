@@ -24,16 +24,30 @@
 //! A keepalive task calls `CurrentTime` every [`ConnectOptions::keepalive`] interval while the
 //! [`Client`] lives; dropping the client stops it.
 //!
+//! # Beyond the session
+//!
+//! - [`Collector`]: `WaitForUpdatesEx` on a private property collector (never the session's).
+//! - [`TaskWatch`], [`Client::wait_task`]: task progress, typed results and typed faults.
+//! - [`View`]: `ContainerView` and `ListView`, destroyed when dropped or closed.
+//! - [`Finder`]: inventory paths with globs, default datacenter/datastore/resource pool.
+//! - Typed handles ([`VmHandle`], [`HostHandle`], [`DatastoreHandle`], [`FolderHandle`],
+//!   [`DatacenterHandle`], [`ClusterHandle`]) and First Class Disks ([`Disks`]).
+//!
 //! # Not built yet
 //!
-//! `WaitForUpdatesEx`, views, the finder, tasks, typed handles, First Class Disks, the
-//! Automation REST API, the on-disk session cache and `LoginByToken` are not part of this
-//! module yet.
+//! The on-disk session cache and `LoginByToken` are not part of this module yet.
 
+mod collector;
+mod fcd;
+mod finder;
+mod handles;
 mod options;
+mod props;
 mod retrieve;
+mod task;
 mod transport;
 mod versions;
+mod view;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,12 +57,22 @@ use std::time::{Duration, Instant};
 use tracing::Instrument;
 use url::Url;
 
+pub use collector::Collector;
+pub use fcd::{Disks, backing_file, fcd_id};
+pub use finder::{Finder, InventoryObject, build_paths, glob_match, path_matches};
+pub use handles::{
+    ClusterHandle, DatacenterFolders, DatacenterHandle, DatastoreHandle, DatastoreSpace,
+    FolderHandle, HostHandle, VmDisk, VmHandle, free_scsi_unit,
+};
 pub use options::{ConnectOptions, Credentials, DEFAULT_KEEPALIVE, DEFAULT_TIMEOUT};
+pub use props::{Properties, upcast};
 pub use retrieve::{PageStream, PropertyPages, RetrieveSpec};
+pub use task::{TaskWatch, is_finished, task_error};
 pub use transport::{
     Cookie, HttpResponse, HttpTransport, SoapRequest, Thumbprint, TlsPolicy, Transport,
 };
 pub use versions::negotiate_release;
+pub use view::{View, view_filter};
 
 use crate::Error;
 use crate::codec::{MethodInfo, ResponseError, SecretString, Service, decode_response};
