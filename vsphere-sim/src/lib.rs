@@ -48,11 +48,20 @@
     reason = "generated data objects are built from Default, field by field"
 )]
 
+mod admin;
 mod collector;
+mod devices;
 mod error;
+mod fault;
+mod fcd;
+mod inject;
 mod inventory;
 mod path;
+mod search;
 mod server;
+mod task;
+mod updates;
+mod vm;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -78,6 +87,7 @@ pub struct SimulatorBuilder {
     password: String,
     shape: InventoryShape,
     idle_timeout: Duration,
+    task_step: Duration,
 }
 
 impl std::fmt::Debug for SimulatorBuilder {
@@ -88,6 +98,7 @@ impl std::fmt::Debug for SimulatorBuilder {
             .field("password", &"<redacted>")
             .field("shape", &self.shape)
             .field("idle_timeout", &self.idle_timeout)
+            .field("task_step", &self.task_step)
             .finish()
     }
 }
@@ -100,6 +111,7 @@ impl Default for SimulatorBuilder {
             password: "pass".to_owned(),
             shape: InventoryShape::default(),
             idle_timeout: Duration::from_secs(30 * 60),
+            task_step: Duration::from_millis(10),
         }
     }
 }
@@ -135,6 +147,14 @@ impl SimulatorBuilder {
         self
     }
 
+    /// How long a task stays queued, and then running, before its outcome is decided (default
+    /// 10 ms each): long enough for collectors to see `queued`, `running` with progress, then
+    /// `success` or `error`.
+    pub fn task_step(mut self, step: Duration) -> Self {
+        self.task_step = step;
+        self
+    }
+
     /// Builds the inventory, binds the address and starts serving on the current tokio
     /// runtime.
     pub async fn start(self) -> Result<Simulator, Error> {
@@ -143,6 +163,7 @@ impl SimulatorBuilder {
             user: self.user.clone(),
             password: self.password.clone(),
             idle_timeout: self.idle_timeout,
+            task_step: self.task_step,
         };
         let state = Arc::new(Mutex::new(server::SimState::new(inv, config)));
         let listener = tokio::net::TcpListener::bind(self.listen)
@@ -156,7 +177,7 @@ impl SimulatorBuilder {
             source,
         })?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let app = server::router(Arc::clone(&state));
+        let app = server::router(Arc::clone(&state)).merge(admin::router(Arc::clone(&state)));
         let task = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
                 let _ = stopped.await;
@@ -245,6 +266,72 @@ impl Simulator {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .expire_sessions()
+    }
+
+    /// Changes the session idle timeout from now on.
+    pub fn set_session_idle_timeout(&self, timeout: Duration) {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .config
+            .idle_timeout = timeout;
+    }
+
+    /// Adds `latency` before every call of `method` (`"*"`: every method without a setting of
+    /// its own); a zero latency removes the setting.
+    pub fn set_latency(&self, method: &str, latency: Duration) {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .inject
+            .set_latency(method, latency);
+    }
+
+    /// Makes each call fail with probability `rate` (0 turns it off), answering a `fault` of
+    /// that vim25 type (`SystemError`, `HostCommunication`, ...). The random sequence is fixed,
+    /// so runs are reproducible.
+    pub fn set_error_rate(&self, rate: f64, fault: &str) -> Result<(), Error> {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .inject
+            .set_error_rate(rate, fault)
+            .map_err(|e| Error::InvalidArgument {
+                arg: "error rate".to_owned(),
+                problem: e.to_string(),
+            })
+    }
+
+    /// Makes the next `count` calls of `method` fail with a fault of type `fault` (0 removes
+    /// the setting).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), vsphere_sim::Error> {
+    /// let sim = vsphere_sim::Simulator::builder().start().await?;
+    /// sim.fail_next("PowerOnVM_Task", "InvalidState", 2)?;
+    /// assert!(sim.fail_next("PowerOnVM_Task", "NoSuchFault", 1).is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn fail_next(&self, method: &str, fault: &str, count: u32) -> Result<(), Error> {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .inject
+            .fail_next(method, fault, count)
+            .map_err(|e| Error::InvalidArgument {
+                arg: "fault".to_owned(),
+                problem: e.to_string(),
+            })
+    }
+
+    /// Removes every latency, error rate and forced fault.
+    pub fn clear_fault_injection(&self) {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .inject
+            .clear();
     }
 
     /// The number of managed objects in the inventory (service objects and views included).
