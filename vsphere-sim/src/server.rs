@@ -117,6 +117,9 @@ impl SimState {
         if let Some(tm) = inv.get_mut(TASK_MANAGER) {
             tm.set("recentTask", crate::inventory::refs(&[]));
         }
+        if let Some(si) = inv.get_mut(SERVICE_INSTANCE) {
+            si.set("content", Any::Data(Box::new(service_content())));
+        }
         Self {
             inv,
             sessions: HashMap::new(),
