@@ -17,21 +17,53 @@
 //! # What this release serves
 //!
 //! - an inventory shaped like govmomi vcsim's VPX model ([`InventoryShape`]): datacenters,
-//!   clusters of hosts with a resource pool, standalone hosts, VMs, local and shared
-//!   datastores (with capacity accounting) and the `VM Network`, stored as the SDK's generated
-//!   data types (`VirtualMachineConfigInfo`, `HostListSummary`, `DatastoreSummary`, ...);
+//!   clusters of hosts with a resource pool, standalone hosts, VMs (PCI and paravirtual SCSI
+//!   controllers, a disk, a NIC), local and shared datastores (with capacity accounting) and the
+//!   `VM Network`, stored as the SDK's generated data types;
 //! - `POST /sdk` (and `/sdk/vimService`): `RetrieveServiceContent`, `Login` (`InvalidLogin` for
 //!   bad credentials), `Logout`, `SessionIsActive`, `CurrentTime`, the `vmware_soap_session`
 //!   cookie, `NotAuthenticated` without a session, an idle timeout;
 //! - the PropertyCollector: `RetrieveProperties`, `RetrievePropertiesEx` with `maxObjects`
 //!   paging, `ContinueRetrievePropertiesEx`, `CancelRetrievePropertiesEx`, with ObjectSpec,
 //!   TraversalSpec and named recursive SelectionSpec, `skip`, `pathSet`/`all` and nested paths;
-//! - the ViewManager: `CreateContainerView` (recursive, type filter) and `DestroyView`;
+//!   `CreateFilter`, `WaitForUpdatesEx` (versions, `maxWaitSeconds`, `maxObjectUpdates`),
+//!   `WaitForUpdates`, `CheckForUpdates`, `CancelWaitForUpdates`, `DestroyPropertyFilter`,
+//!   private collectors (`CreatePropertyCollector`, `DestroyPropertyCollector`), with
+//!   incremental `enter`/`modify`/`leave` updates;
+//! - the ViewManager: `CreateContainerView` (recursive, type filter; views follow the
+//!   inventory) and `DestroyView`;
+//! - tasks whose `info` moves queued -> running (with progress) -> success or error, one
+//!   [`SimulatorBuilder::task_step`] per stage, listed in `TaskManager.recentTask` and the
+//!   entity's `recentTask`;
+//! - VM operations: power on/off/reset/suspend, `ReconfigVM_Task` (disks and NICs with
+//!   vCenter's keys and unit numbers), `CloneVM_Task`, `CreateVM_Task`, `Destroy_Task`, with
+//!   datastore capacity accounting;
+//! - First Class Disks (`VcenterVStorageObjectManager`: create, list, retrieve, extend, delete,
+//!   associations) and `AttachDisk_Task`/`DetachDisk_Task`, a disk attached to one VM at a time;
+//! - `SearchIndex`: `FindByInventoryPath`, `FindChild`, `FindByUuid`;
+//! - faults as vCenter sends them (typed detail, `faultCause`);
+//! - fault injection: [`Simulator::set_latency`], [`Simulator::set_error_rate`],
+//!   [`Simulator::fail_next`], [`Simulator::expire_sessions`],
+//!   [`Simulator::set_session_idle_timeout`], and the same over `POST /_sim/...` (see the
+//!   README);
 //! - `GET /sdk/vimServiceVersions.xml`.
 //!
-//! Every other method answers the `NotImplemented` fault, naming itself. Tasks, VM
-//! operations, First Class Disks, REST, TLS, `--state-dir` and fault injection are not built
-//! yet.
+//! Every other method answers the `NotImplemented` fault, naming itself. `/vslm/sdk`, `/pbm/sdk`,
+//! TLS and `--state-dir` are not built yet ([`Error::Unsupported`]).
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), vsphere_sim::Error> {
+//! let sim = vsphere_sim::Simulator::builder()
+//!     .task_step(std::time::Duration::from_millis(1))
+//!     .start()
+//!     .await?;
+//! // The next two power-ons fail with a typed fault; so does one call in ten, at random.
+//! sim.fail_next("PowerOnVM_Task", "InvalidState", 2)?;
+//! sim.set_error_rate(0.1, "HostCommunication")?;
+//! sim.clear_fault_injection();
+//! # Ok(()) }
+//! ```
 //!
 //! # Layering
 //!
@@ -76,8 +108,9 @@ pub use inventory::InventoryShape;
 /// ```
 /// assert!(vsphere_sim::CAPABILITY.contains("simulator"));
 /// ```
-pub const CAPABILITY: &str =
-    "an in-process vCenter simulator (vim25 sessions, PropertyCollector, container views)";
+pub const CAPABILITY: &str = "an in-process vCenter simulator (vim25 sessions, PropertyCollector \
+     with WaitForUpdatesEx, container views, tasks, VM operations, First Class Disks, SearchIndex, \
+     fault injection)";
 
 /// Configures and starts a [`Simulator`].
 #[derive(Clone)]

@@ -56,7 +56,10 @@ async fn pyvmomi_tasks_and_first_class_disks() {
     let Some(stdout) = run(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/tasks.py")).await else {
         return;
     };
-    assert!(stdout.contains("ok: WaitForTask on CreateDisk_Task"), "{stdout}");
+    assert!(
+        stdout.contains("ok: WaitForTask on CreateDisk_Task"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("ok: AttachDisk_Task/DetachDisk_Task between two VMs"),
         "{stdout}"
