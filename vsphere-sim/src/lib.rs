@@ -48,8 +48,11 @@
 //!   README);
 //! - `GET /sdk/vimServiceVersions.xml`.
 //!
-//! Every other method answers the `NotImplemented` fault, naming itself. `/vslm/sdk`, `/pbm/sdk`,
-//! TLS and `--state-dir` are not built yet ([`Error::Unsupported`]).
+//! HTTPS with [`SimulatorBuilder::tls`]: a self-signed certificate generated at start, whose
+//! thumbprint [`Simulator::thumbprint`] gives for pinning.
+//!
+//! Every other method answers the `NotImplemented` fault, naming itself. `/vslm/sdk`, `/pbm/sdk`
+//! and `--state-dir` are not built yet ([`Error::Unsupported`]).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -92,6 +95,7 @@ mod path;
 mod search;
 mod server;
 mod task;
+mod tls;
 mod updates;
 mod vm;
 
@@ -121,6 +125,7 @@ pub struct SimulatorBuilder {
     shape: InventoryShape,
     idle_timeout: Duration,
     task_step: Duration,
+    tls: bool,
 }
 
 impl std::fmt::Debug for SimulatorBuilder {
@@ -132,6 +137,7 @@ impl std::fmt::Debug for SimulatorBuilder {
             .field("shape", &self.shape)
             .field("idle_timeout", &self.idle_timeout)
             .field("task_step", &self.task_step)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -145,6 +151,7 @@ impl Default for SimulatorBuilder {
             shape: InventoryShape::default(),
             idle_timeout: Duration::from_secs(30 * 60),
             task_step: Duration::from_millis(10),
+            tls: false,
         }
     }
 }
@@ -188,6 +195,14 @@ impl SimulatorBuilder {
         self
     }
 
+    /// Serve HTTPS with a self-signed certificate generated at start (for `localhost`,
+    /// `127.0.0.1` and the listen address), instead of plain HTTP. Clients pin it with
+    /// [`Simulator::thumbprint`] or trust [`Simulator::certificate_pem`].
+    pub fn tls(mut self, tls: bool) -> Self {
+        self.tls = tls;
+        self
+    }
+
     /// Builds the inventory, binds the address and starts serving on the current tokio
     /// runtime.
     pub async fn start(self) -> Result<Simulator, Error> {
@@ -211,17 +226,35 @@ impl SimulatorBuilder {
         })?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = server::router(Arc::clone(&state)).merge(admin::router(Arc::clone(&state)));
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            });
-            // A serve error ends the simulator; `Simulator::stop` reports nothing more to do.
-            let _ = serve.await;
-        });
+        let cert = if self.tls {
+            Some(tls::generate(addr)?)
+        } else {
+            None
+        };
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        let task = match &cert {
+            Some(c) => {
+                let listener = tls::TlsListener::new(listener, c)?;
+                tokio::spawn(async move {
+                    // A serve error ends the simulator; `Simulator::stop` reports nothing more.
+                    let _ = axum::serve(listener, app)
+                        .with_graceful_shutdown(shutdown)
+                        .await;
+                })
+            }
+            None => tokio::spawn(async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await;
+            }),
+        };
         Ok(Simulator {
             addr,
             user: self.user,
             password: self.password,
+            cert,
             state,
             stop: Some(stop),
             task: Some(task),
@@ -234,6 +267,7 @@ pub struct Simulator {
     addr: SocketAddr,
     user: String,
     password: String,
+    cert: Option<tls::Certificate>,
     state: server::Shared,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -260,16 +294,21 @@ impl Simulator {
         self.addr
     }
 
-    /// The SDK URL, `http://127.0.0.1:PORT/sdk`.
+    fn scheme(&self) -> &'static str {
+        if self.cert.is_some() { "https" } else { "http" }
+    }
+
+    /// The SDK URL, `http://127.0.0.1:PORT/sdk` (`https://` with TLS).
     pub fn url(&self) -> String {
-        format!("http://{}/sdk", self.addr)
+        format!("{}://{}/sdk", self.scheme(), self.addr)
     }
 
     /// The SDK URL with credentials, `http://USER:PASSWORD@127.0.0.1:PORT/sdk`, as govc and
     /// vcsim print it (user and password percent-encoded).
     pub fn url_with_credentials(&self) -> String {
         format!(
-            "http://{}:{}@{}/sdk",
+            "{}://{}:{}@{}/sdk",
+            self.scheme(),
             userinfo_escape(&self.user),
             userinfo_escape(&self.password),
             self.addr
@@ -286,11 +325,36 @@ impl Simulator {
         &self.password
     }
 
-    /// The TLS certificate's SHA-1 thumbprint: TLS is not built in this release.
+    /// The TLS certificate's SHA-1 thumbprint, as vCenter and govc print it
+    /// (`AB:CD:...`); [`Error::NoTls`] when the simulator serves plain HTTP.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), vsphere_sim::Error> {
+    /// let sim = vsphere_sim::Simulator::builder().tls(true).start().await?;
+    /// assert!(sim.url().starts_with("https://"));
+    /// assert_eq!(sim.thumbprint()?.len(), 20 * 3 - 1);
+    /// # Ok(()) }
+    /// ```
     pub fn thumbprint(&self) -> Result<String, Error> {
-        Err(Error::Unsupported {
-            feature: "TLS (and so a certificate thumbprint)",
-        })
+        let c = self.cert.as_ref().ok_or(Error::NoTls)?;
+        Ok(vsphere_client::client::Thumbprint::sha1_of(&c.der).to_string())
+    }
+
+    /// The TLS certificate's SHA-256 thumbprint (`AB:CD:...`); [`Error::NoTls`] without TLS.
+    pub fn thumbprint_sha256(&self) -> Result<String, Error> {
+        let c = self.cert.as_ref().ok_or(Error::NoTls)?;
+        Ok(vsphere_client::client::Thumbprint::sha256_of(&c.der).to_string())
+    }
+
+    /// The TLS certificate in DER; `None` without TLS.
+    pub fn certificate_der(&self) -> Option<&[u8]> {
+        self.cert.as_ref().map(|c| c.der.as_slice())
+    }
+
+    /// The TLS certificate in PEM, for a client's trust store; `None` without TLS.
+    pub fn certificate_pem(&self) -> Option<&str> {
+        self.cert.as_ref().map(|c| c.pem.as_str())
     }
 
     /// Ends every session now, as an expired session would; returns how many there were.
