@@ -33,6 +33,14 @@ pub enum Error {
         /// What failed.
         problem: String,
     },
+    /// The saved state (`--state-dir`) could not be read or written.
+    #[error("simulator state {}: {problem}", path.display())]
+    State {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        problem: String,
+    },
     /// A command-line argument was missing or malformed.
     #[error("invalid argument {arg}: {problem}")]
     InvalidArgument {

@@ -158,6 +158,32 @@ impl Inventory {
         self.objects.len()
     }
 
+    /// Every object, in no particular order.
+    pub(crate) fn objects(&self) -> impl Iterator<Item = &MoObject> {
+        self.objects.values()
+    }
+
+    /// The id counter (saved with the state, so new ids never repeat old ones).
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// An inventory from saved parts.
+    pub(crate) fn from_parts(
+        objects: Vec<MoObject>,
+        next_id: u64,
+        fcds: std::collections::BTreeMap<String, crate::fcd::Fcd>,
+    ) -> Self {
+        Self {
+            objects: objects
+                .into_iter()
+                .map(|o| (o.moref.value.clone(), o))
+                .collect(),
+            next_id,
+            fcds,
+        }
+    }
+
     /// The references an object's property holds (one reference or an array of them).
     pub(crate) fn refs_of(&self, id: &str, prop: &str) -> Vec<ManagedObjectReference> {
         match self.objects.get(id).and_then(|o| o.prop(prop)) {

@@ -48,11 +48,13 @@
 //!   README);
 //! - `GET /sdk/vimServiceVersions.xml`.
 //!
+//! `--state-dir` ([`SimulatorBuilder::state_dir`]): the inventory survives a restart.
+//!
 //! HTTPS with [`SimulatorBuilder::tls`]: a self-signed certificate generated at start, whose
 //! thumbprint [`Simulator::thumbprint`] gives for pinning.
 //!
-//! Every other method answers the `NotImplemented` fault, naming itself. `/vslm/sdk`, `/pbm/sdk`
-//! and `--state-dir` are not built yet ([`Error::Unsupported`]).
+//! Every other method answers the `NotImplemented` fault, naming itself. `/vslm/sdk` and `/pbm/sdk`
+//! are not built yet.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -94,6 +96,7 @@ mod inventory;
 mod path;
 mod search;
 mod server;
+mod state;
 mod task;
 mod tls;
 mod updates;
@@ -126,6 +129,7 @@ pub struct SimulatorBuilder {
     idle_timeout: Duration,
     task_step: Duration,
     tls: bool,
+    state_dir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for SimulatorBuilder {
@@ -138,6 +142,7 @@ impl std::fmt::Debug for SimulatorBuilder {
             .field("idle_timeout", &self.idle_timeout)
             .field("task_step", &self.task_step)
             .field("tls", &self.tls)
+            .field("state_dir", &self.state_dir)
             .finish()
     }
 }
@@ -152,6 +157,7 @@ impl Default for SimulatorBuilder {
             idle_timeout: Duration::from_secs(30 * 60),
             task_step: Duration::from_millis(10),
             tls: false,
+            state_dir: None,
         }
     }
 }
@@ -203,10 +209,25 @@ impl SimulatorBuilder {
         self
     }
 
+    /// Keep the inventory in `dir` (`dir/inventory.xml`): loaded at start when present (the
+    /// shape is then ignored), saved half a second after changes and at [`Simulator::stop`] (or
+    /// with [`Simulator::save_state`]). Sessions, views and filters are not kept.
+    pub fn state_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
+    }
+
     /// Builds the inventory, binds the address and starts serving on the current tokio
     /// runtime.
     pub async fn start(self) -> Result<Simulator, Error> {
-        let inv = inventory::Inventory::build(&self.shape);
+        let saved = match &self.state_dir {
+            Some(dir) => state::load(dir)?,
+            None => None,
+        };
+        let inv = match saved {
+            Some(inv) => inv,
+            None => inventory::Inventory::build(&self.shape),
+        };
         let config = server::Config {
             user: self.user.clone(),
             password: self.password.clone(),
@@ -250,11 +271,32 @@ impl SimulatorBuilder {
                     .await;
             }),
         };
+        let saver = self.state_dir.clone().map(|dir| {
+            let mut rx = state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .subscribe();
+            let st = Arc::clone(&state);
+            tokio::spawn(async move {
+                while rx.changed().await.is_ok() {
+                    // Changes come in bursts (a task's three steps): save once after them.
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    rx.borrow_and_update();
+                    let xml = state::encode(&st.lock().unwrap_or_else(PoisonError::into_inner).inv);
+                    let dir = dir.clone();
+                    // A failed background save is retried at the next change, and reported by
+                    // the save at `stop` / `save_state`.
+                    let _ = tokio::task::spawn_blocking(move || state::save(&dir, &xml)).await;
+                }
+            })
+        });
         Ok(Simulator {
             addr,
             user: self.user,
             password: self.password,
             cert,
+            state_dir: self.state_dir,
+            saver,
             state,
             stop: Some(stop),
             task: Some(task),
@@ -268,6 +310,8 @@ pub struct Simulator {
     user: String,
     password: String,
     cert: Option<tls::Certificate>,
+    state_dir: Option<std::path::PathBuf>,
+    saver: Option<tokio::task::JoinHandle<()>>,
     state: server::Shared,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -440,7 +484,24 @@ impl Simulator {
             .len()
     }
 
-    /// Stops serving and waits for the server task to end.
+    /// Saves the inventory to the state directory now; `Ok(false)` without one.
+    pub fn save_state(&self) -> Result<bool, Error> {
+        let Some(dir) = &self.state_dir else {
+            return Ok(false);
+        };
+        let xml = state::encode(
+            &self
+                .state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .inv,
+        );
+        state::save(dir, &xml)?;
+        Ok(true)
+    }
+
+    /// Stops serving and waits for the server task to end; with a state directory, saves the
+    /// inventory a last time (see [`Simulator::save_state`] to learn whether that worked).
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
@@ -448,6 +509,10 @@ impl Simulator {
         if let Some(t) = self.task.take() {
             let _ = t.await;
         }
+        if let Some(s) = self.saver.take() {
+            s.abort();
+        }
+        let _ = self.save_state();
     }
 }
 
@@ -455,6 +520,11 @@ impl Drop for Simulator {
     fn drop(&mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
+        }
+        if let Some(s) = self.saver.take() {
+            s.abort();
+            // Dropped without `stop`: keep the state all the same.
+            let _ = self.save_state();
         }
     }
 }

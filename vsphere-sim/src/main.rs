@@ -1,7 +1,7 @@
 //! `vsphere-sim`: runs the simulator standalone.
 //!
 //! ```text
-//! vsphere-sim [--listen 127.0.0.1:0] [--user U --password P] [--tls]
+//! vsphere-sim [--listen 127.0.0.1:0] [--user U --password P] [--tls] [--state-dir DIR]
 //!             [--datacenters N --clusters N --hosts-per-cluster N --standalone-hosts N
 //!              --vms-per-host N --datastores N]
 //! ```
@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use vsphere_sim::{Error, InventoryShape, Simulator, SimulatorBuilder};
 
-const USAGE: &str = "usage: vsphere-sim [--listen ADDR] [--user U --password P] [--tls] \
+const USAGE: &str = "usage: vsphere-sim [--listen ADDR] [--user U --password P] [--tls] [--state-dir DIR] \
 [--datacenters N --clusters N --hosts-per-cluster N --standalone-hosts N --vms-per-host N --datastores N]";
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<SimulatorBuilder, Error> {
@@ -29,12 +29,8 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<SimulatorBuilder
         };
         match flag.as_str() {
             "--tls" => b = b.tls(true),
-            "--state-dir" => {
-                return Err(Error::Unsupported {
-                    feature: "--state-dir",
-                });
-            }
             "--listen"
+            | "--state-dir"
             | "--user"
             | "--password"
             | "--datacenters"
@@ -55,6 +51,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<SimulatorBuilder
                     }
                     "--user" => b = b.user(value),
                     "--password" => b = b.password(value),
+                    "--state-dir" => b = b.state_dir(value),
                     "--datacenters" => shape.datacenters = count()?,
                     "--clusters" => shape.clusters = count()?,
                     "--hosts-per-cluster" => shape.hosts_per_cluster = count()?,
@@ -117,7 +114,12 @@ async fn main() -> ExitCode {
     let _ = out.flush();
     drop(out);
     stopped().await;
+    let saved = sim.save_state();
     sim.stop().await;
+    if let Err(e) = saved {
+        eprintln!("vsphere-sim: {e}");
+        return ExitCode::FAILURE;
+    }
     ExitCode::SUCCESS
 }
 
@@ -156,10 +158,9 @@ mod tests {
             parse_args(args("--listen")),
             Err(Error::InvalidArgument { .. })
         ));
-        assert!(matches!(
-            parse_args(args("--state-dir /tmp/x")),
-            Err(Error::Unsupported { .. })
-        ));
+        assert!(
+            format!("{:?}", parse_args(args("--state-dir /tmp/x")).unwrap()).contains("/tmp/x")
+        );
         assert!(format!("{:?}", parse_args(args("--tls")).unwrap()).contains("tls: true"));
     }
 }

@@ -184,6 +184,11 @@ impl SimState {
         }
     }
 
+    /// A receiver that sees every change.
+    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
     /// Records that something changed: container views follow the inventory, and waits wake.
     pub(crate) fn changed(&mut self) {
         refresh_views(&mut self.inv);

@@ -517,3 +517,51 @@ async fn fault_injection_from_the_library_and_the_admin_endpoint() {
     let e = si.current_time(&http).await.unwrap_err();
     assert!(e.is_fault("NotAuthenticated"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inventory_survives_a_restart_with_a_state_dir() {
+    let dir = std::env::temp_dir().join(format!("vsphere-sim-tasks-state-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let sim = Simulator::builder().state_dir(&dir).start().await.unwrap();
+    let (http, content) = connect(&sim).await;
+    let vm_ref = find(&http, &content, "DC0/vm/DC0_H0_VM0").await;
+    let ds = find(&http, &content, "DC0/datastore/LocalDS_0").await;
+    let t = VirtualMachine::from_reference(vm_ref.clone())
+        .power_off_vm_task(&http)
+        .await
+        .unwrap();
+    wait_task(&http, &content, t.task().reference()).await;
+    let m = VcenterVStorageObjectManager::from_reference(
+        content.v_storage_object_manager.clone().unwrap(),
+    );
+    let mut backing = VslmCreateSpecDiskFileBackingSpec::default();
+    backing.vslm_create_spec_backing_spec.datastore = ds.clone();
+    let mut spec = VslmCreateSpec::default();
+    spec.name = "kept".into();
+    spec.capacity_in_mb = 16;
+    spec.backing_spec = Some(Poly::new(backing));
+    let t = m.create_disk_task(&http, &spec).await.unwrap();
+    wait_task(&http, &content, t.task().reference()).await;
+    let free = free_space(&http, &content, &ds).await;
+    sim.stop().await;
+
+    let sim = Simulator::builder().state_dir(&dir).start().await.unwrap();
+    let (http, content) = connect(&sim).await;
+    assert_eq!(find(&http, &content, "DC0/vm/DC0_H0_VM0").await, vm_ref);
+    let Some(Any::Enum(state)) = read(&http, &content, &vm_ref, "runtime.powerState").await else {
+        panic!("no power state")
+    };
+    assert_eq!(state.as_str(), "poweredOff");
+    assert_eq!(free_space(&http, &content, &ds).await, free);
+    let ids = m.list_v_storage_object(&http, &ds).await.unwrap();
+    assert_eq!(ids.len(), 1);
+    // New objects do not reuse old ids.
+    let pending = VirtualMachine::from_reference(vm_ref)
+        .power_on_vm_task(&http, None)
+        .await
+        .unwrap();
+    let (_, info) = wait_task(&http, &content, pending.task().reference()).await;
+    assert_eq!(info.state, TaskInfoState::Success);
+    sim.stop().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
