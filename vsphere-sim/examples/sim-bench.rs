@@ -1,10 +1,17 @@
 //! Times vsphere-sim on the issue's benchmark request and measures its memory per VM.
 //!
-//! `cargo run --release -p vsphere-sim --example sim-bench [-- VMS REPEAT]` (defaults 10000 and 3):
-//! starts an in-process simulator with VMS virtual machines, creates a ContainerView over them
-//! and times `RetrievePropertiesEx` of `name`, `runtime.powerState`, `config.hardware.device`
-//! and `summary` (one page; the response is read raw: server work plus HTTP, no client decode),
-//! then reports resident memory per VM (RSS with VMS VMs minus RSS with none, over VMS).
+//! `cargo run --release -p vsphere-sim --example sim-bench [-- VMS REPEAT [VCSIM]]` (defaults
+//! 10000 and 3): starts an in-process simulator with VMS virtual machines (vcsim's VPX topology:
+//! a cluster of three hosts and a standalone host, VMS/4 VMs per host), creates a ContainerView
+//! over them and times `RetrievePropertiesEx` of `name`, `runtime.powerState`,
+//! `config.hardware.device` and `summary` (one page; the response is read raw: server work plus
+//! HTTP, no client decode), then reports resident memory per VM (RSS with VMS VMs minus RSS with
+//! none, over VMS).
+//!
+//! With VCSIM, the path of govmomi's vcsim peer (`peers/build.sh` builds it), it then runs the
+//! same request with the same client code against vcsim started with `-vms VMS` in the same run,
+//! measures vcsim's memory per VM the same way (its `-stats` RSS with VMS VMs minus with 0), and
+//! prints the ratios.
 
 use std::sync::Mutex;
 use std::time::Instant;
@@ -75,15 +82,108 @@ fn rss_kib() -> u64 {
 }
 
 fn shape(vms: u32) -> InventoryShape {
-    // One cluster of ten hosts: VMS / 10 VMs per host.
+    // vcsim's VPX topology: a cluster of three hosts and a standalone host, VMS / 4 per host.
     InventoryShape {
-        datacenters: 1,
-        clusters: 1,
-        hosts_per_cluster: 10,
-        standalone_hosts: 0,
-        vms_per_host: vms / 10,
-        datastores: 1,
+        vms_per_host: vms / 4,
+        ..InventoryShape::default()
     }
+}
+
+/// A vcsim peer process: its URL and resident memory after creating its model.
+struct Vcsim {
+    child: std::process::Child,
+    url: String,
+    rss_kib: u64,
+}
+
+impl Drop for Vcsim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_vcsim(path: &str, vms: u32) -> Result<Vcsim, Box<dyn std::error::Error>> {
+    use std::io::BufRead as _;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(path)
+        .args(["-vms", &vms.to_string(), "-stats", "-exit-on-stdin-eof"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut err = std::io::BufReader::new(child.stderr.take().ok_or("no stderr")?);
+    let mut out = std::io::BufReader::new(child.stdout.take().ok_or("no stdout")?);
+    // -stats prints "...; RSS N KiB ..." on stderr once the model exists.
+    let mut rss_kib = 0;
+    let mut line = String::new();
+    while err.read_line(&mut line)? > 0 {
+        if let Some(rest) = line.split("; RSS ").nth(1) {
+            rss_kib = rest
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            break;
+        }
+        line.clear();
+    }
+    let mut url = String::new();
+    out.read_line(&mut url)?;
+    let url = url.trim().to_owned();
+    if url.is_empty() || rss_kib == 0 {
+        return Err(format!("vcsim printed no URL or RSS (stderr: {line})").into());
+    }
+    Ok(Vcsim {
+        child,
+        url,
+        rss_kib,
+    })
+}
+
+/// Logs in, creates the view and times the request `repeat` times: (best s, median s, bytes,
+/// objects in the last answer).
+async fn time_request(
+    sdk: &str,
+    user: &str,
+    password: &str,
+    repeat: usize,
+) -> Result<(f64, f64, usize, usize), Box<dyn std::error::Error>> {
+    let http = Http {
+        client: reqwest::Client::new(),
+        url: sdk.to_owned(),
+        cookie: Mutex::new(None),
+    };
+    let content = ServiceInstance::new("ServiceInstance")
+        .retrieve_service_content(&http)
+        .await?;
+    let sm = SessionManager::from_reference(content.session_manager.clone().ok_or("no sm")?);
+    sm.login(&http, user, password, None).await?;
+    let view = ViewManager::from_reference(content.view_manager.clone().ok_or("no vm")?)
+        .create_container_view(
+            &http,
+            &content.root_folder,
+            &["VirtualMachine".into()],
+            true,
+        )
+        .await?;
+    let body = encode_request(
+        &methods::RETRIEVE_PROPERTIES_EX,
+        &content.property_collector,
+        None,
+        &[&[spec(&view)].as_slice(), &&RetrieveOptions::default()],
+    );
+    let mut times = Vec::new();
+    let (mut bytes, mut objects) = (0, 0);
+    for _ in 0..repeat {
+        let t = Instant::now();
+        let resp = http.post(body.clone()).await?;
+        times.push(t.elapsed().as_secs_f64());
+        bytes = resp.len();
+        objects = resp.matches("<objects>").count();
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((times[0], times[times.len() / 2], bytes, objects))
 }
 
 #[allow(
@@ -132,52 +232,52 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "memory: {per_vm:.2} KiB/VM resident ({after} KiB with {vms} VMs, {before} KiB before)"
     );
 
-    let http = Http {
-        client: reqwest::Client::new(),
-        url: sim.url(),
-        cookie: Mutex::new(None),
-    };
-    let content = ServiceInstance::new("ServiceInstance")
-        .retrieve_service_content(&http)
-        .await?;
-    let sm = SessionManager::from_reference(content.session_manager.clone().ok_or("no sm")?);
-    sm.login(&http, sim.user(), sim.password(), None).await?;
-    let view = ViewManager::from_reference(content.view_manager.clone().ok_or("no vm")?)
-        .create_container_view(
-            &http,
-            &content.root_folder,
-            &["VirtualMachine".into()],
-            true,
-        )
-        .await?;
-    let body = encode_request(
-        &methods::RETRIEVE_PROPERTIES_EX,
-        &content.property_collector,
-        None,
-        &[&[spec(&view)].as_slice(), &&RetrieveOptions::default()],
-    );
-    let mut times = Vec::new();
-    let mut bytes = 0;
-    for _ in 0..repeat {
-        let t = Instant::now();
-        let resp = http.post(body.clone()).await?;
-        times.push(t.elapsed().as_secs_f64());
-        bytes = resp.len();
-        let objects = resp.matches("<objects>").count();
-        if objects != vms as usize {
-            return Err(format!("expected {vms} objects, got {objects}").into());
-        }
+    let (best, median, bytes, objects) =
+        time_request(&sim.url(), sim.user(), sim.password(), repeat).await?;
+    if objects != vms as usize {
+        return Err(format!("expected {vms} objects, got {objects}").into());
     }
-    times.sort_by(f64::total_cmp);
-    let best = times[0];
-    let median = times[times.len() / 2];
+    let ours = f64::from(vms) / best;
     println!(
-        "RetrievePropertiesEx name, runtime.powerState, config.hardware.device, summary over {vms} VMs ({:.1} MB, one page): \
-         {:.0} VMs/s, {:.1} MB/s (best of {repeat}: {best:.3} s; median {median:.3} s)",
+        "vsphere-sim RetrievePropertiesEx name, runtime.powerState, config.hardware.device, summary over {vms} VMs ({:.1} MB, one page): \
+         {ours:.0} VMs/s, {:.1} MB/s (best of {repeat}: {best:.3} s; median {median:.3} s)",
         bytes as f64 / 1e6,
-        f64::from(vms) / best,
         bytes as f64 / 1e6 / best,
     );
     sim.stop().await;
+
+    if let Some(path) = args.next() {
+        let empty = start_vcsim(&path, 0)?;
+        let rss0 = empty.rss_kib;
+        drop(empty);
+        let peer = start_vcsim(&path, vms)?;
+        let vcsim_per_vm = (peer.rss_kib.saturating_sub(rss0)) as f64 / f64::from(vms);
+        println!(
+            "vcsim memory: {vcsim_per_vm:.2} KiB/VM resident ({} KiB with {vms} VMs, {rss0} KiB with 0)",
+            peer.rss_kib
+        );
+        let url = url::Url::parse(&peer.url)?;
+        let (user, password) = (
+            url.username().to_owned(),
+            url.password().unwrap_or("").to_owned(),
+        );
+        let mut sdk = url.clone();
+        sdk.set_username("").map_err(|()| "url")?;
+        sdk.set_password(None).map_err(|()| "url")?;
+        let (vbest, vmedian, vbytes, vobjects) =
+            time_request(sdk.as_str(), &user, &password, repeat).await?;
+        let theirs = f64::from(vms) / vbest;
+        println!(
+            "vcsim RetrievePropertiesEx, same request and client ({:.1} MB, {vobjects} objects): \
+             {theirs:.0} VMs/s, {:.1} MB/s (best of {repeat}: {vbest:.3} s; median {vmedian:.3} s)",
+            vbytes as f64 / 1e6,
+            vbytes as f64 / 1e6 / vbest,
+        );
+        println!(
+            "side by side: throughput {:.1}x vcsim's (goal >= 5x); memory per VM {:.2} of vcsim's (goal <= 0.33)",
+            ours / theirs,
+            per_vm / vcsim_per_vm,
+        );
+    }
     Ok(())
 }

@@ -24,6 +24,23 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A TLS property (thumbprint, certificate) was asked of a simulator serving plain HTTP.
+    #[error("the simulator serves plain HTTP: start it with tls(true) (--tls) for a certificate")]
+    NoTls,
+    /// The TLS certificate or configuration could not be made.
+    #[error("cannot set up TLS: {problem}")]
+    Tls {
+        /// What failed.
+        problem: String,
+    },
+    /// The saved state (`--state-dir`) could not be read or written.
+    #[error("simulator state {}: {problem}", path.display())]
+    State {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        problem: String,
+    },
     /// A command-line argument was missing or malformed.
     #[error("invalid argument {arg}: {problem}")]
     InvalidArgument {

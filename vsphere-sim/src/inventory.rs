@@ -3,16 +3,16 @@
 
 use std::collections::HashMap;
 
-use vsphere_client::codec::{Any, AnyArray, DateTime, ManagedObjectReference, Obj, Poly};
+use vsphere_client::codec::{Any, AnyArray, DataType, DateTime, ManagedObjectReference, Obj, Poly};
 use vsphere_client::types::{
     AboutInfo, DatastoreSummary, Description, HostConfigSummary, HostHardwareSummary,
     HostListSummary, HostRuntimeInfo, HostSystemConnectionState, HostSystemPowerState,
-    ManagedEntityStatus, VirtualDevice, VirtualDeviceBackingInfo, VirtualDeviceFileBackingInfo,
-    VirtualDisk, VirtualDiskFlatVer2BackingInfo, VirtualE1000, VirtualEthernetCard,
-    VirtualEthernetCardNetworkBackingInfo, VirtualHardware, VirtualMachineConfigInfo,
-    VirtualMachineConfigSummary, VirtualMachineConnectionState, VirtualMachinePowerState,
-    VirtualMachineRecordReplayState, VirtualMachineRuntimeInfo, VirtualMachineStorageSummary,
-    VirtualMachineSummary,
+    ManagedEntityStatus, ParaVirtualSCSIController, VirtualDevice, VirtualDeviceBackingInfo,
+    VirtualDeviceFileBackingInfo, VirtualDisk, VirtualDiskFlatVer2BackingInfo, VirtualE1000,
+    VirtualEthernetCard, VirtualEthernetCardNetworkBackingInfo, VirtualHardware,
+    VirtualMachineConfigInfo, VirtualMachineConfigSummary, VirtualMachineConnectionState,
+    VirtualMachinePowerState, VirtualMachineRecordReplayState, VirtualMachineRuntimeInfo,
+    VirtualMachineStorageSummary, VirtualMachineSummary, VirtualPCIController, VirtualSCSISharing,
 };
 
 /// The size of the generated inventory; the defaults match vcsim's VPX model.
@@ -72,7 +72,7 @@ pub(crate) struct MoObject {
 }
 
 impl MoObject {
-    fn new(type_: &str, id: &str) -> Self {
+    pub(crate) fn new(type_: &str, id: &str) -> Self {
         Self {
             moref: ManagedObjectReference::new(type_, id),
             props: Vec::new(),
@@ -103,6 +103,8 @@ impl MoObject {
 pub(crate) struct Inventory {
     objects: HashMap<String, MoObject>,
     next_id: u64,
+    /// First Class Disks, by id (their attachments live in the VMs' devices).
+    pub(crate) fcds: std::collections::BTreeMap<String, crate::fcd::Fcd>,
 }
 
 /// The references the service content hands out.
@@ -112,7 +114,7 @@ fn moref(type_: &str, id: &str) -> ManagedObjectReference {
     ManagedObjectReference::new(type_, id)
 }
 
-fn refs(v: &[ManagedObjectReference]) -> Any {
+pub(crate) fn refs(v: &[ManagedObjectReference]) -> Any {
     Any::Array(AnyArray::MoRef(v.to_vec()))
 }
 
@@ -156,6 +158,32 @@ impl Inventory {
         self.objects.len()
     }
 
+    /// Every object, in no particular order.
+    pub(crate) fn objects(&self) -> impl Iterator<Item = &MoObject> {
+        self.objects.values()
+    }
+
+    /// The id counter (saved with the state, so new ids never repeat old ones).
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// An inventory from saved parts.
+    pub(crate) fn from_parts(
+        objects: Vec<MoObject>,
+        next_id: u64,
+        fcds: std::collections::BTreeMap<String, crate::fcd::Fcd>,
+    ) -> Self {
+        Self {
+            objects: objects
+                .into_iter()
+                .map(|o| (o.moref.value.clone(), o))
+                .collect(),
+            next_id,
+            fcds,
+        }
+    }
+
     /// The references an object's property holds (one reference or an array of them).
     pub(crate) fn refs_of(&self, id: &str, prop: &str) -> Vec<ManagedObjectReference> {
         match self.objects.get(id).and_then(|o| o.prop(prop)) {
@@ -165,12 +193,74 @@ impl Inventory {
         }
     }
 
-    fn push_ref(&mut self, id: &str, prop: &'static str, r: ManagedObjectReference) {
+    /// Appends a reference to an object's reference-array property.
+    pub(crate) fn push_ref(&mut self, id: &str, prop: &'static str, r: ManagedObjectReference) {
         let mut v = self.refs_of(id, prop);
         v.push(r);
         if let Some(o) = self.objects.get_mut(id) {
             o.set(prop, refs(&v));
         }
+    }
+
+    /// Removes a reference (by id) from an object's reference-array property.
+    pub(crate) fn remove_ref(&mut self, id: &str, prop: &'static str, target: &str) {
+        let mut v = self.refs_of(id, prop);
+        v.retain(|r| r.value != target);
+        if let Some(o) = self.objects.get_mut(id) {
+            o.set(prop, refs(&v));
+        }
+    }
+
+    /// The object with id `id`, for writing.
+    pub(crate) fn get_mut(&mut self, id: &str) -> Option<&mut MoObject> {
+        self.objects.get_mut(id)
+    }
+
+    /// A data-object property, typed.
+    pub(crate) fn data<T: DataType>(&self, id: &str, prop: &str) -> Option<&T> {
+        match self.objects.get(id)?.prop(prop)? {
+            Any::Data(d) => d.downcast_ref::<T>(),
+            _ => None,
+        }
+    }
+
+    /// A data-object property, typed, for writing.
+    pub(crate) fn data_mut<T: DataType>(&mut self, id: &str, prop: &str) -> Option<&mut T> {
+        let o = self.objects.get_mut(id)?;
+        match o
+            .props
+            .iter_mut()
+            .find(|(n, _)| *n == prop)
+            .map(|(_, v)| v)?
+        {
+            Any::Data(d) => d.as_any_mut().downcast_mut::<T>(),
+            _ => None,
+        }
+    }
+
+    /// Every object of a managed type (exactly that type), in no particular order.
+    pub(crate) fn of_type<'a>(&'a self, type_: &'a str) -> impl Iterator<Item = &'a MoObject> {
+        self.objects
+            .values()
+            .filter(move |o| o.moref.type_ == type_)
+    }
+
+    /// An object's `name` property.
+    pub(crate) fn name_of(&self, id: &str) -> Option<&str> {
+        self.objects.get(id)?.prop("name")?.as_str()
+    }
+
+    /// Changes a datastore's free space by `delta` bytes (negative: consumed).
+    pub(crate) fn adjust_free_space(&mut self, ds: &str, delta: i64) {
+        if let Some(s) = self.data_mut::<DatastoreSummary>(ds, "summary") {
+            s.free_space = (s.free_space + delta).clamp(0, s.capacity);
+        }
+    }
+
+    /// A datastore's free space in bytes.
+    pub(crate) fn free_space(&self, ds: &str) -> Option<i64> {
+        self.data::<DatastoreSummary>(ds, "summary")
+            .map(|s| s.free_space)
     }
 
     fn entity(
@@ -395,18 +485,33 @@ impl Inventory {
         pool: &ManagedObjectReference,
         ctx: &DcContext,
     ) {
-        let vm = self.entity("VirtualMachine", "vm", name, Some(&ctx.vm_folder));
-        self.push_ref(&ctx.vm_folder.value, "childEntity", vm.clone());
+        let ds = ctx.datastores[0].clone();
+        self.add_vm(name, &ctx.vm_folder, host, pool, &ds, &ctx.network);
+    }
+
+    /// Adds a powered-on VM (vcsim's shape: a PCI and a paravirtual SCSI controller, a 1 GiB
+    /// thin disk on `ds`, an E1000 on `network`), linked into its folder, pool, host, datastore
+    /// and network; the disk is taken from the datastore's free space.
+    pub(crate) fn add_vm(
+        &mut self,
+        name: &str,
+        folder: &ManagedObjectReference,
+        host: &ManagedObjectReference,
+        pool: &ManagedObjectReference,
+        ds: &ManagedObjectReference,
+        network: &ManagedObjectReference,
+    ) -> ManagedObjectReference {
+        let vm = self.entity("VirtualMachine", "vm", name, Some(folder));
+        self.push_ref(&folder.value, "childEntity", vm.clone());
         self.push_ref(&pool.value, "vm", vm.clone());
         self.push_ref(&host.value, "vm", vm.clone());
-        let ds = ctx.datastores[0].clone();
-        let ds_name = ctx.ds_name(self);
+        let ds_name = self.name_of(&ds.value).unwrap_or("LocalDS_0").to_owned();
         self.push_ref(&ds.value, "vm", vm.clone());
-        self.push_ref(&ctx.network.value, "vm", vm.clone());
+        self.push_ref(&network.value, "vm", vm.clone());
         let uuid = uuid_for(&vm.value);
         let disk_kb: i64 = 1 << 20;
         let (config, summary_config, runtime) =
-            vm_parts(name, &vm, host, &ds, &ds_name, &ctx.network, &uuid, disk_kb);
+            vm_parts(name, &vm, host, ds, &ds_name, network, &uuid, disk_kb);
         let mut storage = VirtualMachineStorageSummary::default();
         storage.committed = disk_kb * 1024;
         storage.timestamp = DateTime::from_unix(0, 0);
@@ -421,19 +526,11 @@ impl Inventory {
         o.set("runtime", Any::Data(Box::new(runtime)));
         o.set("config", Any::Data(Box::new(config)));
         o.set("summary", Any::Data(Box::new(summary)));
-        o.set("datastore", refs(std::slice::from_ref(&ds)));
-        o.set("network", refs(std::slice::from_ref(&ctx.network)));
+        o.set("datastore", refs(std::slice::from_ref(ds)));
+        o.set("network", refs(std::slice::from_ref(network)));
         // Capacity accounting: the VM's disk is taken from its datastore's free space.
-        if let Some(Any::Data(s)) = self.objects.get_mut(&ds.value).and_then(|o| {
-            o.props
-                .iter_mut()
-                .find(|(n, _)| *n == "summary")
-                .map(|(_, v)| v)
-        }) && let Some(s) = vsphere_client::codec::ObjectAny::as_any_mut(&mut **s)
-            .downcast_mut::<DatastoreSummary>()
-        {
-            s.free_space -= disk_kb * 1024;
-        }
+        self.adjust_free_space(&ds.value, -disk_kb * 1024);
+        vm
     }
 }
 
@@ -445,18 +542,8 @@ struct DcContext {
     datastores: Vec<ManagedObjectReference>,
 }
 
-impl DcContext {
-    fn ds_name(&self, inv: &Inventory) -> String {
-        inv.get(&self.datastores[0].value)
-            .and_then(|o| o.prop("name"))
-            .and_then(Any::as_str)
-            .unwrap_or("LocalDS_0")
-            .to_owned()
-    }
-}
-
 /// A stable, UUID-shaped id derived from a managed object id.
-fn uuid_for(id: &str) -> String {
+pub(crate) fn uuid_for(id: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in id.bytes() {
         h ^= u64::from(b);
@@ -548,7 +635,26 @@ fn vm_parts(
     hw.num_cpu = 1;
     hw.num_cores_per_socket = Some(1);
     hw.memory_mb = 32;
+    let mut pci = VirtualPCIController::default();
+    pci.key = 100;
+    pci.device_info = Some(Poly::new(label("PCI controller 0", "PCI controller 0")));
+    pci.bus_number = 0;
+    pci.device = vec![1000, 4000];
+    let mut scsi = ParaVirtualSCSIController::default();
+    scsi.key = 1000;
+    scsi.device_info = Some(Poly::new(label(
+        "SCSI controller 0",
+        "VMware paravirtual SCSI",
+    )));
+    scsi.controller_key = Some(100);
+    scsi.unit_number = Some(3);
+    scsi.bus_number = 0;
+    scsi.device = vec![2000];
+    scsi.shared_bus = VirtualSCSISharing::NoSharing;
+    scsi.scsi_ctlr_unit_number = Some(7);
     hw.device = vec![
+        Poly::<VirtualDevice>::new(pci),
+        Poly::<VirtualDevice>::new(scsi),
         Poly::<VirtualDevice>::new(disk),
         Poly::<VirtualDevice>::new(e1000),
     ];
@@ -580,7 +686,7 @@ fn vm_parts(
     (config, sc, runtime)
 }
 
-fn label(l: &str, s: &str) -> Description {
+pub(crate) fn label(l: &str, s: &str) -> Description {
     let mut d = Description::default();
     d.label = l.to_owned();
     d.summary = s.to_owned();

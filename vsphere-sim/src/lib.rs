@@ -17,21 +17,58 @@
 //! # What this release serves
 //!
 //! - an inventory shaped like govmomi vcsim's VPX model ([`InventoryShape`]): datacenters,
-//!   clusters of hosts with a resource pool, standalone hosts, VMs, local and shared
-//!   datastores (with capacity accounting) and the `VM Network`, stored as the SDK's generated
-//!   data types (`VirtualMachineConfigInfo`, `HostListSummary`, `DatastoreSummary`, ...);
+//!   clusters of hosts with a resource pool, standalone hosts, VMs (PCI and paravirtual SCSI
+//!   controllers, a disk, a NIC), local and shared datastores (with capacity accounting) and the
+//!   `VM Network`, stored as the SDK's generated data types;
 //! - `POST /sdk` (and `/sdk/vimService`): `RetrieveServiceContent`, `Login` (`InvalidLogin` for
 //!   bad credentials), `Logout`, `SessionIsActive`, `CurrentTime`, the `vmware_soap_session`
 //!   cookie, `NotAuthenticated` without a session, an idle timeout;
 //! - the PropertyCollector: `RetrieveProperties`, `RetrievePropertiesEx` with `maxObjects`
 //!   paging, `ContinueRetrievePropertiesEx`, `CancelRetrievePropertiesEx`, with ObjectSpec,
 //!   TraversalSpec and named recursive SelectionSpec, `skip`, `pathSet`/`all` and nested paths;
-//! - the ViewManager: `CreateContainerView` (recursive, type filter) and `DestroyView`;
+//!   `CreateFilter`, `WaitForUpdatesEx` (versions, `maxWaitSeconds`, `maxObjectUpdates`),
+//!   `WaitForUpdates`, `CheckForUpdates`, `CancelWaitForUpdates`, `DestroyPropertyFilter`,
+//!   private collectors (`CreatePropertyCollector`, `DestroyPropertyCollector`), with
+//!   incremental `enter`/`modify`/`leave` updates;
+//! - the ViewManager: `CreateContainerView` (recursive, type filter; views follow the
+//!   inventory) and `DestroyView`;
+//! - tasks whose `info` moves queued -> running (with progress) -> success or error, one
+//!   [`SimulatorBuilder::task_step`] per stage, listed in `TaskManager.recentTask` and the
+//!   entity's `recentTask`;
+//! - VM operations: power on/off/reset/suspend, `ReconfigVM_Task` (disks and NICs with
+//!   vCenter's keys and unit numbers), `CloneVM_Task`, `CreateVM_Task`, `Destroy_Task`, with
+//!   datastore capacity accounting;
+//! - First Class Disks (`VcenterVStorageObjectManager`: create, list, retrieve, extend, delete,
+//!   associations) and `AttachDisk_Task`/`DetachDisk_Task`, a disk attached to one VM at a time;
+//! - `SearchIndex`: `FindByInventoryPath`, `FindChild`, `FindByUuid`;
+//! - faults as vCenter sends them (typed detail, `faultCause`);
+//! - fault injection: [`Simulator::set_latency`], [`Simulator::set_error_rate`],
+//!   [`Simulator::fail_next`], [`Simulator::expire_sessions`],
+//!   [`Simulator::set_session_idle_timeout`], and the same over `POST /_sim/...` (see the
+//!   README);
 //! - `GET /sdk/vimServiceVersions.xml`.
 //!
-//! Every other method answers the `NotImplemented` fault, naming itself. Tasks, VM
-//! operations, First Class Disks, REST, TLS, `--state-dir` and fault injection are not built
-//! yet.
+//! `--state-dir` ([`SimulatorBuilder::state_dir`]): the inventory survives a restart.
+//!
+//! HTTPS with [`SimulatorBuilder::tls`]: a self-signed certificate generated at start, whose
+//! thumbprint [`Simulator::thumbprint`] gives for pinning.
+//!
+//! Every other method answers the `NotImplemented` fault, naming itself. `/vslm/sdk` and `/pbm/sdk`
+//! are not built yet.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), vsphere_sim::Error> {
+//! let sim = vsphere_sim::Simulator::builder()
+//!     .task_step(std::time::Duration::from_millis(1))
+//!     .start()
+//!     .await?;
+//! // The next two power-ons fail with a typed fault; so does one call in ten, at random.
+//! sim.fail_next("PowerOnVM_Task", "InvalidState", 2)?;
+//! sim.set_error_rate(0.1, "HostCommunication")?;
+//! sim.clear_fault_injection();
+//! # Ok(()) }
+//! ```
 //!
 //! # Layering
 //!
@@ -48,11 +85,22 @@
     reason = "generated data objects are built from Default, field by field"
 )]
 
+mod admin;
 mod collector;
+mod devices;
 mod error;
+mod fault;
+mod fcd;
+mod inject;
 mod inventory;
 mod path;
+mod search;
 mod server;
+mod state;
+mod task;
+mod tls;
+mod updates;
+mod vm;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -67,8 +115,9 @@ pub use inventory::InventoryShape;
 /// ```
 /// assert!(vsphere_sim::CAPABILITY.contains("simulator"));
 /// ```
-pub const CAPABILITY: &str =
-    "an in-process vCenter simulator (vim25 sessions, PropertyCollector, container views)";
+pub const CAPABILITY: &str = "an in-process vCenter simulator (vim25 sessions, PropertyCollector \
+     with WaitForUpdatesEx, container views, tasks, VM operations, First Class Disks, SearchIndex, \
+     fault injection)";
 
 /// Configures and starts a [`Simulator`].
 #[derive(Clone)]
@@ -78,6 +127,9 @@ pub struct SimulatorBuilder {
     password: String,
     shape: InventoryShape,
     idle_timeout: Duration,
+    task_step: Duration,
+    tls: bool,
+    state_dir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for SimulatorBuilder {
@@ -88,6 +140,9 @@ impl std::fmt::Debug for SimulatorBuilder {
             .field("password", &"<redacted>")
             .field("shape", &self.shape)
             .field("idle_timeout", &self.idle_timeout)
+            .field("task_step", &self.task_step)
+            .field("tls", &self.tls)
+            .field("state_dir", &self.state_dir)
             .finish()
     }
 }
@@ -100,6 +155,9 @@ impl Default for SimulatorBuilder {
             password: "pass".to_owned(),
             shape: InventoryShape::default(),
             idle_timeout: Duration::from_secs(30 * 60),
+            task_step: Duration::from_millis(10),
+            tls: false,
+            state_dir: None,
         }
     }
 }
@@ -135,14 +193,46 @@ impl SimulatorBuilder {
         self
     }
 
+    /// How long a task stays queued, and then running, before its outcome is decided (default
+    /// 10 ms each): long enough for collectors to see `queued`, `running` with progress, then
+    /// `success` or `error`.
+    pub fn task_step(mut self, step: Duration) -> Self {
+        self.task_step = step;
+        self
+    }
+
+    /// Serve HTTPS with a self-signed certificate generated at start (for `localhost`,
+    /// `127.0.0.1` and the listen address), instead of plain HTTP. Clients pin it with
+    /// [`Simulator::thumbprint`] or trust [`Simulator::certificate_pem`].
+    pub fn tls(mut self, tls: bool) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Keep the inventory in `dir` (`dir/inventory.xml`): loaded at start when present (the
+    /// shape is then ignored), saved half a second after changes and at [`Simulator::stop`] (or
+    /// with [`Simulator::save_state`]). Sessions, views and filters are not kept.
+    pub fn state_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
+    }
+
     /// Builds the inventory, binds the address and starts serving on the current tokio
     /// runtime.
     pub async fn start(self) -> Result<Simulator, Error> {
-        let inv = inventory::Inventory::build(&self.shape);
+        let saved = match &self.state_dir {
+            Some(dir) => state::load(dir)?,
+            None => None,
+        };
+        let inv = match saved {
+            Some(inv) => inv,
+            None => inventory::Inventory::build(&self.shape),
+        };
         let config = server::Config {
             user: self.user.clone(),
             password: self.password.clone(),
             idle_timeout: self.idle_timeout,
+            task_step: self.task_step,
         };
         let state = Arc::new(Mutex::new(server::SimState::new(inv, config)));
         let listener = tokio::net::TcpListener::bind(self.listen)
@@ -156,18 +246,57 @@ impl SimulatorBuilder {
             source,
         })?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let app = server::router(Arc::clone(&state));
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            });
-            // A serve error ends the simulator; `Simulator::stop` reports nothing more to do.
-            let _ = serve.await;
+        let app = server::router(Arc::clone(&state)).merge(admin::router(Arc::clone(&state)));
+        let cert = if self.tls {
+            Some(tls::generate(addr)?)
+        } else {
+            None
+        };
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        let task = match &cert {
+            Some(c) => {
+                let listener = tls::TlsListener::new(listener, c)?;
+                tokio::spawn(async move {
+                    // A serve error ends the simulator; `Simulator::stop` reports nothing more.
+                    let _ = axum::serve(listener, app)
+                        .with_graceful_shutdown(shutdown)
+                        .await;
+                })
+            }
+            None => tokio::spawn(async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await;
+            }),
+        };
+        let saver = self.state_dir.clone().map(|dir| {
+            let mut rx = state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .subscribe();
+            let st = Arc::clone(&state);
+            tokio::spawn(async move {
+                while rx.changed().await.is_ok() {
+                    // Changes come in bursts (a task's three steps): save once after them.
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    rx.borrow_and_update();
+                    let xml = state::encode(&st.lock().unwrap_or_else(PoisonError::into_inner).inv);
+                    let dir = dir.clone();
+                    // A failed background save is retried at the next change, and reported by
+                    // the save at `stop` / `save_state`.
+                    let _ = tokio::task::spawn_blocking(move || state::save(&dir, &xml)).await;
+                }
+            })
         });
         Ok(Simulator {
             addr,
             user: self.user,
             password: self.password,
+            cert,
+            state_dir: self.state_dir,
+            saver,
             state,
             stop: Some(stop),
             task: Some(task),
@@ -180,6 +309,9 @@ pub struct Simulator {
     addr: SocketAddr,
     user: String,
     password: String,
+    cert: Option<tls::Certificate>,
+    state_dir: Option<std::path::PathBuf>,
+    saver: Option<tokio::task::JoinHandle<()>>,
     state: server::Shared,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -206,16 +338,21 @@ impl Simulator {
         self.addr
     }
 
-    /// The SDK URL, `http://127.0.0.1:PORT/sdk`.
+    fn scheme(&self) -> &'static str {
+        if self.cert.is_some() { "https" } else { "http" }
+    }
+
+    /// The SDK URL, `http://127.0.0.1:PORT/sdk` (`https://` with TLS).
     pub fn url(&self) -> String {
-        format!("http://{}/sdk", self.addr)
+        format!("{}://{}/sdk", self.scheme(), self.addr)
     }
 
     /// The SDK URL with credentials, `http://USER:PASSWORD@127.0.0.1:PORT/sdk`, as govc and
     /// vcsim print it (user and password percent-encoded).
     pub fn url_with_credentials(&self) -> String {
         format!(
-            "http://{}:{}@{}/sdk",
+            "{}://{}:{}@{}/sdk",
+            self.scheme(),
             userinfo_escape(&self.user),
             userinfo_escape(&self.password),
             self.addr
@@ -232,11 +369,36 @@ impl Simulator {
         &self.password
     }
 
-    /// The TLS certificate's SHA-1 thumbprint: TLS is not built in this release.
+    /// The TLS certificate's SHA-1 thumbprint, as vCenter and govc print it
+    /// (`AB:CD:...`); [`Error::NoTls`] when the simulator serves plain HTTP.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), vsphere_sim::Error> {
+    /// let sim = vsphere_sim::Simulator::builder().tls(true).start().await?;
+    /// assert!(sim.url().starts_with("https://"));
+    /// assert_eq!(sim.thumbprint()?.len(), 20 * 3 - 1);
+    /// # Ok(()) }
+    /// ```
     pub fn thumbprint(&self) -> Result<String, Error> {
-        Err(Error::Unsupported {
-            feature: "TLS (and so a certificate thumbprint)",
-        })
+        let c = self.cert.as_ref().ok_or(Error::NoTls)?;
+        Ok(vsphere_client::client::Thumbprint::sha1_of(&c.der).to_string())
+    }
+
+    /// The TLS certificate's SHA-256 thumbprint (`AB:CD:...`); [`Error::NoTls`] without TLS.
+    pub fn thumbprint_sha256(&self) -> Result<String, Error> {
+        let c = self.cert.as_ref().ok_or(Error::NoTls)?;
+        Ok(vsphere_client::client::Thumbprint::sha256_of(&c.der).to_string())
+    }
+
+    /// The TLS certificate in DER; `None` without TLS.
+    pub fn certificate_der(&self) -> Option<&[u8]> {
+        self.cert.as_ref().map(|c| c.der.as_slice())
+    }
+
+    /// The TLS certificate in PEM, for a client's trust store; `None` without TLS.
+    pub fn certificate_pem(&self) -> Option<&str> {
+        self.cert.as_ref().map(|c| c.pem.as_str())
     }
 
     /// Ends every session now, as an expired session would; returns how many there were.
@@ -245,6 +407,72 @@ impl Simulator {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .expire_sessions()
+    }
+
+    /// Changes the session idle timeout from now on.
+    pub fn set_session_idle_timeout(&self, timeout: Duration) {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .config
+            .idle_timeout = timeout;
+    }
+
+    /// Adds `latency` before every call of `method` (`"*"`: every method without a setting of
+    /// its own); a zero latency removes the setting.
+    pub fn set_latency(&self, method: &str, latency: Duration) {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .inject
+            .set_latency(method, latency);
+    }
+
+    /// Makes each call fail with probability `rate` (0 turns it off), answering a `fault` of
+    /// that vim25 type (`SystemError`, `HostCommunication`, ...). The random sequence is fixed,
+    /// so runs are reproducible.
+    pub fn set_error_rate(&self, rate: f64, fault: &str) -> Result<(), Error> {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .inject
+            .set_error_rate(rate, fault)
+            .map_err(|e| Error::InvalidArgument {
+                arg: "error rate".to_owned(),
+                problem: e.to_string(),
+            })
+    }
+
+    /// Makes the next `count` calls of `method` fail with a fault of type `fault` (0 removes
+    /// the setting).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), vsphere_sim::Error> {
+    /// let sim = vsphere_sim::Simulator::builder().start().await?;
+    /// sim.fail_next("PowerOnVM_Task", "InvalidState", 2)?;
+    /// assert!(sim.fail_next("PowerOnVM_Task", "NoSuchFault", 1).is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn fail_next(&self, method: &str, fault: &str, count: u32) -> Result<(), Error> {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .inject
+            .fail_next(method, fault, count)
+            .map_err(|e| Error::InvalidArgument {
+                arg: "fault".to_owned(),
+                problem: e.to_string(),
+            })
+    }
+
+    /// Removes every latency, error rate and forced fault.
+    pub fn clear_fault_injection(&self) {
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .inject
+            .clear();
     }
 
     /// The number of managed objects in the inventory (service objects and views included).
@@ -256,7 +484,24 @@ impl Simulator {
             .len()
     }
 
-    /// Stops serving and waits for the server task to end.
+    /// Saves the inventory to the state directory now; `Ok(false)` without one.
+    pub fn save_state(&self) -> Result<bool, Error> {
+        let Some(dir) = &self.state_dir else {
+            return Ok(false);
+        };
+        let xml = state::encode(
+            &self
+                .state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .inv,
+        );
+        state::save(dir, &xml)?;
+        Ok(true)
+    }
+
+    /// Stops serving and waits for the server task to end; with a state directory, saves the
+    /// inventory a last time (see [`Simulator::save_state`] to learn whether that worked).
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
@@ -264,6 +509,10 @@ impl Simulator {
         if let Some(t) = self.task.take() {
             let _ = t.await;
         }
+        if let Some(s) = self.saver.take() {
+            s.abort();
+        }
+        let _ = self.save_state();
     }
 }
 
@@ -271,6 +520,11 @@ impl Drop for Simulator {
     fn drop(&mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
+        }
+        if let Some(s) = self.saver.take() {
+            s.abort();
+            // Dropped without `stop`: keep the state all the same.
+            let _ = self.save_state();
         }
     }
 }

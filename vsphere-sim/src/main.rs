@@ -1,20 +1,21 @@
 //! `vsphere-sim`: runs the simulator standalone.
 //!
 //! ```text
-//! vsphere-sim [--listen 127.0.0.1:0] [--user U --password P]
+//! vsphere-sim [--listen 127.0.0.1:0] [--user U --password P] [--tls] [--state-dir DIR]
 //!             [--datacenters N --clusters N --hosts-per-cluster N --standalone-hosts N
 //!              --vms-per-host N --datastores N]
 //! ```
 //!
-//! The first line of stdout is the SDK URL with credentials; it then serves until SIGINT or
-//! SIGTERM.
+//! The first line of stdout is the SDK URL with credentials (`https://...` with `--tls`, whose
+//! self-signed certificate's SHA-1 and SHA-256 thumbprints go to stderr); it then serves until
+//! SIGINT or SIGTERM.
 
 use std::io::Write as _;
 use std::process::ExitCode;
 
 use vsphere_sim::{Error, InventoryShape, Simulator, SimulatorBuilder};
 
-const USAGE: &str = "usage: vsphere-sim [--listen ADDR] [--user U --password P] \
+const USAGE: &str = "usage: vsphere-sim [--listen ADDR] [--user U --password P] [--tls] [--state-dir DIR] \
 [--datacenters N --clusters N --hosts-per-cluster N --standalone-hosts N --vms-per-host N --datastores N]";
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<SimulatorBuilder, Error> {
@@ -27,13 +28,9 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<SimulatorBuilder
             problem: problem.to_owned(),
         };
         match flag.as_str() {
-            "--tls" => return Err(Error::Unsupported { feature: "--tls" }),
-            "--state-dir" => {
-                return Err(Error::Unsupported {
-                    feature: "--state-dir",
-                });
-            }
+            "--tls" => b = b.tls(true),
             "--listen"
+            | "--state-dir"
             | "--user"
             | "--password"
             | "--datacenters"
@@ -54,6 +51,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<SimulatorBuilder
                     }
                     "--user" => b = b.user(value),
                     "--password" => b = b.password(value),
+                    "--state-dir" => b = b.state_dir(value),
                     "--datacenters" => shape.datacenters = count()?,
                     "--clusters" => shape.clusters = count()?,
                     "--hosts-per-cluster" => shape.hosts_per_cluster = count()?,
@@ -109,10 +107,19 @@ async fn main() -> ExitCode {
     };
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{}", sim.url_with_credentials());
+    if let (Ok(sha1), Ok(sha256)) = (sim.thumbprint(), sim.thumbprint_sha256()) {
+        eprintln!("vsphere-sim: certificate thumbprint SHA-1 {sha1}");
+        eprintln!("vsphere-sim: certificate thumbprint SHA-256 {sha256}");
+    }
     let _ = out.flush();
     drop(out);
     stopped().await;
+    let saved = sim.save_state();
     sim.stop().await;
+    if let Err(e) = saved {
+        eprintln!("vsphere-sim: {e}");
+        return ExitCode::FAILURE;
+    }
     ExitCode::SUCCESS
 }
 
@@ -151,9 +158,9 @@ mod tests {
             parse_args(args("--listen")),
             Err(Error::InvalidArgument { .. })
         ));
-        assert!(matches!(
-            parse_args(args("--tls")),
-            Err(Error::Unsupported { .. })
-        ));
+        assert!(
+            format!("{:?}", parse_args(args("--state-dir /tmp/x")).unwrap()).contains("/tmp/x")
+        );
+        assert!(format!("{:?}", parse_args(args("--tls")).unwrap()).contains("tls: true"));
     }
 }

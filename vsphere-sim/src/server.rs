@@ -13,17 +13,23 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use vsphere_client::codec::{
-    Any, AnyArray, DataObject, DateTime, Decoder, FieldInfo, FieldKind, ManagedObjectReference,
-    MethodInfo, Obj, Request, Service, Since, Value, decode_request, encode_fault, encode_response,
+    Any, AnyArray, DateTime, Decoder, FieldInfo, FieldKind, ManagedObjectReference, MethodInfo,
+    Obj, Request, Service, Since, Value, decode_request, encode_response,
 };
 use vsphere_client::types::{
-    InvalidArgument, InvalidLogin, InvalidProperty, InvalidRequest, ManagedObjectNotFound,
-    MethodNotFound, NotAuthenticated, NotImplemented, ObjectContent, PropertyFilterSpec,
-    RetrieveOptions, RetrieveResult, ServiceContent, UserSession,
+    ID, InvalidLogin, InvalidProperty, MethodNotFound, NotAuthenticated, ObjectContent,
+    PropertyFilterSpec, RequestCanceled, RetrieveOptions, RetrieveResult, RetrieveVStorageObjSpec,
+    ServiceContent, UpdateSet, UserSession, VirtualMachineCloneSpec, VirtualMachineConfigSpec,
+    VslmCreateSpec, WaitOptions,
 };
 
 use crate::collector::{self, CollectError};
+use crate::fault::{Fault, bad_request, invalid_argument, not_found, not_implemented};
 use crate::inventory::{Inventory, MoObject, ROOT_FOLDER, about};
+use crate::task::{self, Job, TASK_MANAGER};
+use crate::updates::Filter;
+use crate::vm::{self, PowerOp};
+use crate::{fcd, inject, search};
 
 /// The session cookie vCenter sets.
 pub(crate) const COOKIE: &str = "vmware_soap_session";
@@ -33,6 +39,8 @@ const SERVICE_INSTANCE: &str = "ServiceInstance";
 const PROPERTY_COLLECTOR: &str = "propertyCollector";
 const VIEW_MANAGER: &str = "ViewManager";
 const SESSION_MANAGER: &str = "SessionManager";
+const SEARCH_INDEX: &str = "SearchIndex";
+const VSTORAGE_OBJECT_MANAGER: &str = "VStorageObjectManager";
 
 /// Credentials and session policy.
 #[derive(Clone)]
@@ -40,6 +48,8 @@ pub(crate) struct Config {
     pub(crate) user: String,
     pub(crate) password: String,
     pub(crate) idle_timeout: Duration,
+    /// How long a task stays queued, and then running, before it ends.
+    pub(crate) task_step: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -48,6 +58,7 @@ impl std::fmt::Debug for Config {
             .field("user", &self.user)
             .field("password", &"<redacted>")
             .field("idle_timeout", &self.idle_timeout)
+            .field("task_step", &self.task_step)
             .finish()
     }
 }
@@ -59,12 +70,31 @@ struct Session {
     pages: HashMap<String, Vec<ObjectContent>>,
 }
 
+/// A property collector's wait state (the default collector has one per session).
+#[derive(Debug, Default)]
+struct Collector {
+    session: String,
+    /// The last version handed out by a wait.
+    version: u64,
+    /// Waits in progress.
+    waiting: u32,
+    /// `CancelWaitForUpdates` was called while a wait was in progress.
+    cancel: bool,
+}
+
 /// Everything the server mutates, behind one lock (no await happens while it is held).
 pub(crate) struct SimState {
     pub(crate) inv: Inventory,
     sessions: HashMap<String, Session>,
-    config: Config,
+    pub(crate) config: Config,
     next_token: u64,
+    /// Bumped on every change, so waits wake up.
+    changes: tokio::sync::watch::Sender<u64>,
+    collectors: HashMap<String, Collector>,
+    filters: Vec<Filter>,
+    /// Tasks created by the current call, for the server to run.
+    pending: Vec<(String, Job)>,
+    pub(crate) inject: inject::Injection,
 }
 
 impl SimState {
@@ -75,25 +105,94 @@ impl SimState {
             ("PropertyCollector", PROPERTY_COLLECTOR),
             ("ViewManager", VIEW_MANAGER),
             ("SessionManager", SESSION_MANAGER),
+            ("TaskManager", TASK_MANAGER),
+            ("SearchIndex", SEARCH_INDEX),
+            ("VcenterVStorageObjectManager", VSTORAGE_OBJECT_MANAGER),
         ] {
             inv.insert(MoObject {
                 moref: ManagedObjectReference::new(t, id),
                 props: Vec::new(),
             });
         }
+        if let Some(tm) = inv.get_mut(TASK_MANAGER) {
+            tm.set("recentTask", crate::inventory::refs(&[]));
+        }
+        if let Some(si) = inv.get_mut(SERVICE_INSTANCE) {
+            si.set("content", Any::Data(Box::new(service_content())));
+        }
         Self {
             inv,
             sessions: HashMap::new(),
             config,
             next_token: 0,
+            changes: tokio::sync::watch::channel(0).0,
+            collectors: HashMap::new(),
+            filters: Vec::new(),
+            pending: Vec::new(),
+            inject: inject::Injection::default(),
         }
     }
 
     /// Ends every session now (the fault-injection "session expiry").
     pub(crate) fn expire_sessions(&mut self) -> usize {
-        let n = self.sessions.len();
-        self.sessions.clear();
-        n
+        let keys: Vec<String> = self.sessions.keys().cloned().collect();
+        for k in &keys {
+            self.end_session(k);
+        }
+        self.changed();
+        keys.len()
+    }
+
+    /// Ends a session with its collectors and filters.
+    fn end_session(&mut self, key: &str) {
+        self.sessions.remove(key);
+        let gone: Vec<String> = self
+            .collectors
+            .iter()
+            .filter(|(_, c)| c.session == key)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in gone {
+            self.drop_collector(&k);
+        }
+    }
+
+    fn drop_collector(&mut self, ckey: &str) {
+        self.collectors.remove(ckey);
+        let inv = &mut self.inv;
+        self.filters.retain(|f| {
+            let keep = f.collector != ckey;
+            if !keep {
+                inv.remove(&f.moref.value);
+            }
+            keep
+        });
+        inv.remove(ckey);
+    }
+
+    /// Drops idle sessions.
+    fn expire_idle(&mut self) {
+        let timeout = self.config.idle_timeout;
+        let idle: Vec<String> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.last_active.elapsed() >= timeout)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in idle {
+            self.end_session(&k);
+        }
+    }
+
+    /// A receiver that sees every change.
+    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Records that something changed: container views follow the inventory, and waits wake.
+    pub(crate) fn changed(&mut self) {
+        refresh_views(&mut self.inv);
+        self.changes.send_modify(|v| *v += 1);
     }
 }
 
@@ -121,28 +220,7 @@ async fn versions() -> Response {
     ([(header::CONTENT_TYPE, "text/xml")], body).into_response()
 }
 
-/// A SOAP fault to send.
-#[derive(Debug)]
-struct Fault {
-    message: String,
-    detail: Box<dyn DataObject>,
-}
-
-impl Fault {
-    fn new(message: impl Into<String>, detail: impl DataObject + 'static) -> Self {
-        Self {
-            message: message.into(),
-            detail: Box::new(detail),
-        }
-    }
-
-    fn into_response(self) -> Response {
-        let body = encode_fault("ServerFaultCode", &self.message, &*self.detail);
-        xml(StatusCode::INTERNAL_SERVER_ERROR, body)
-    }
-}
-
-fn xml(status: StatusCode, body: String) -> Response {
+pub(crate) fn xml(status: StatusCode, body: String) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
@@ -176,36 +254,11 @@ fn new_session_key() -> String {
     )
 }
 
-fn now() -> DateTime {
+pub(crate) fn now() -> DateTime {
     let d = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
     DateTime::from_unix(d.as_secs() as i64, d.subsec_nanos())
-}
-
-fn bad_request(problem: impl std::fmt::Display) -> Fault {
-    Fault::new(
-        format!("invalid request: {problem}"),
-        InvalidRequest::default(),
-    )
-}
-
-fn invalid_argument(message: String, property: Option<&str>) -> Fault {
-    let mut f = InvalidArgument::default();
-    f.invalid_property = property.map(str::to_owned);
-    Fault::new(message, f)
-}
-
-fn not_found(obj: &ManagedObjectReference) -> Fault {
-    let mut f = ManagedObjectNotFound::default();
-    f.obj = obj.clone();
-    Fault::new(
-        format!(
-            "The object '{}:{}' has already been deleted or has not been completely created",
-            obj.type_, obj.value
-        ),
-        f,
-    )
 }
 
 impl From<CollectError> for Fault {
@@ -233,6 +286,25 @@ macro_rules! param {
     };
 }
 
+/// Methods that change nothing (no wake-up of waits after them).
+fn read_only(method: &str) -> bool {
+    matches!(
+        method,
+        "RetrieveProperties"
+            | "RetrievePropertiesEx"
+            | "ContinueRetrievePropertiesEx"
+            | "CurrentTime"
+            | "SessionIsActive"
+            | "RetrieveServiceContent"
+            | "ListVStorageObject"
+            | "RetrieveVStorageObject"
+            | "RetrieveVStorageObjectAssociations"
+            | "FindByInventoryPath"
+            | "FindByUuid"
+            | "FindChild"
+    )
+}
+
 async fn soap(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     let Ok(text) = std::str::from_utf8(&body) else {
         return bad_request("the body is not UTF-8").into_response();
@@ -258,8 +330,37 @@ async fn soap(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> R
             return bad_request(msg).into_response();
         }
     };
-    let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
-    match dispatch(&mut st, req, cookie.as_deref()) {
+    let name = req.method.name;
+    let (latency, injected) = state
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .inject
+        .on_call(name);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if let Some(f) = injected {
+        return f.into_response();
+    }
+    if matches!(
+        name,
+        "WaitForUpdatesEx" | "WaitForUpdates" | "CheckForUpdates"
+    ) {
+        return wait_for_updates(state, req, cookie).await;
+    }
+    let (reply, jobs, step) = {
+        let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
+        let reply = dispatch(&mut st, req, cookie.as_deref());
+        if reply.is_ok() && !read_only(name) {
+            st.changed();
+        }
+        let jobs = std::mem::take(&mut st.pending);
+        (reply, jobs, st.config.task_step)
+    };
+    for (id, job) in jobs {
+        tokio::spawn(run_task(Arc::clone(&state), id, job, step));
+    }
+    match reply {
         Ok((body, set_cookie)) => {
             let mut resp = xml(StatusCode::OK, body);
             if let Some(c) = set_cookie
@@ -270,6 +371,182 @@ async fn soap(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> R
             resp
         }
         Err(f) => f.into_response(),
+    }
+}
+
+async fn pause(d: Duration) {
+    if d.is_zero() {
+        tokio::task::yield_now().await;
+    } else {
+        tokio::time::sleep(d).await;
+    }
+}
+
+/// Runs a task: queued for one step, running (progress 0, then 50) for another, then its job
+/// decides success or error. Each transition is a change collectors see.
+async fn run_task(state: Shared, id: String, job: Job, step: Duration) {
+    pause(step).await;
+    {
+        let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
+        task::start(&mut st.inv, &id);
+        st.changed();
+    }
+    pause(step / 2).await;
+    {
+        let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
+        task::progress(&mut st.inv, &id, 50);
+        st.changed();
+    }
+    pause(step / 2).await;
+    let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
+    let outcome = job(&mut st);
+    task::finish(&mut st.inv, &id, outcome);
+    st.changed();
+}
+
+/// The key of a collector's wait state: private collectors by id, the default one per session.
+fn collector_key(session: &str, this: &ManagedObjectReference) -> String {
+    if this.value == PROPERTY_COLLECTOR {
+        format!("{session}#{PROPERTY_COLLECTOR}")
+    } else {
+        this.value.clone()
+    }
+}
+
+/// Counts a wait in progress; uncounts it however the wait ends (also when the client goes).
+struct Waiting {
+    state: Shared,
+    key: String,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(c) = st.collectors.get_mut(&self.key) {
+            c.waiting = c.waiting.saturating_sub(1);
+        }
+    }
+}
+
+/// WaitForUpdatesEx, WaitForUpdates and CheckForUpdates: the changes of the collector's filters
+/// since `version` (everything when it is empty), waiting for some unless `maxWaitSeconds`
+/// runs out (then the answer is empty, `null`).
+async fn wait_for_updates(state: Shared, mut req: Request, cookie: Option<String>) -> Response {
+    match wait_inner(&state, &mut req, cookie.as_deref()).await {
+        Ok(Some(set)) => xml(StatusCode::OK, encode_response(req.method, &[&&set])),
+        Ok(None) => xml(StatusCode::OK, encode_response(req.method, &[])),
+        Err(f) => f.into_response(),
+    }
+}
+
+async fn wait_inner(
+    state: &Shared,
+    req: &mut Request,
+    cookie: Option<&str>,
+) -> Result<Option<UpdateSet>, Fault> {
+    let name = req.method.name;
+    let version: Option<String> = param!(req, opt, "version");
+    let options: Option<WaitOptions> = if name == "WaitForUpdatesEx" {
+        param!(req, opt, "options")
+    } else {
+        None
+    };
+    let max_wait = match name {
+        "CheckForUpdates" => Some(Duration::ZERO),
+        "WaitForUpdates" => None,
+        _ => options
+            .as_ref()
+            .and_then(|o| o.max_wait_seconds)
+            .map(|s| Duration::from_secs(u64::try_from(s).unwrap_or(0))),
+    };
+    let budget = options
+        .as_ref()
+        .and_then(|o| o.max_object_updates)
+        .and_then(|m| usize::try_from(m).ok())
+        .filter(|m| *m > 0)
+        .unwrap_or(usize::MAX);
+    let deadline = max_wait.map(|d| tokio::time::Instant::now() + d);
+    let (session, ckey, mut rx) = {
+        let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
+        let session = authenticate(&mut st, cookie, req)?;
+        if st.inv.resolve(&req.this).is_none() {
+            return Err(not_found(&req.this));
+        }
+        let ckey = collector_key(&session, &req.this);
+        let c = st.collectors.entry(ckey.clone()).or_default();
+        c.session.clone_from(&session);
+        c.waiting += 1;
+        if let Some(v) = version.as_deref().filter(|v| !v.is_empty())
+            && v.parse::<u64>().ok().is_none_or(|n| n > c.version)
+        {
+            c.waiting -= 1;
+            return Err(Fault::new(
+                format!("The collector version {v:?} is not valid for this collector."),
+                vsphere_client::types::InvalidCollectorVersion::default(),
+            ));
+        }
+        if version.as_deref().is_none_or(str::is_empty) {
+            for f in st.filters.iter_mut().filter(|f| f.collector == ckey) {
+                f.reset();
+            }
+        }
+        (session, ckey, st.changes.subscribe())
+    };
+    let _waiting = Waiting {
+        state: Arc::clone(state),
+        key: ckey.clone(),
+    };
+    loop {
+        {
+            let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
+            rx.borrow_and_update();
+            if !st.sessions.contains_key(&session) {
+                let mut f = NotAuthenticated::default();
+                f.object = Some(req.this.clone());
+                return Err(Fault::new("The session is not authenticated.", f));
+            }
+            let SimState {
+                inv,
+                filters,
+                collectors,
+                ..
+            } = &mut *st;
+            let Some(c) = collectors.get_mut(&ckey) else {
+                return Err(not_found(&req.this));
+            };
+            if c.cancel {
+                c.cancel = false;
+                return Err(Fault::new(
+                    "The request was canceled by the user.",
+                    RequestCanceled::default(),
+                ));
+            }
+            let (mut left, mut truncated) = (budget, false);
+            let mut set = UpdateSet::default();
+            for f in filters.iter_mut().filter(|f| f.collector == ckey) {
+                if let Some(u) = f.updates(inv, &mut left, &mut truncated)? {
+                    set.filter_set.push(u);
+                }
+                if truncated {
+                    break;
+                }
+            }
+            if !set.filter_set.is_empty() {
+                c.version += 1;
+                set.version = c.version.to_string();
+                set.truncated = truncated.then_some(true);
+                return Ok(Some(set));
+            }
+        }
+        let woke = match deadline {
+            Some(d) => tokio::time::timeout_at(d, rx.changed()).await.ok(),
+            None => Some(rx.changed().await),
+        };
+        match woke {
+            Some(Ok(())) => {}
+            // Timed out, or the simulator is stopping.
+            _ => return Ok(None),
+        }
     }
 }
 
@@ -354,8 +631,7 @@ fn decode_fetch(body: &str) -> Option<Fetch> {
 }
 
 fn fetch_property(st: &mut SimState, cookie: Option<&str>, fetch: &Fetch) -> Result<String, Fault> {
-    let timeout = st.config.idle_timeout;
-    st.sessions.retain(|_, s| s.last_active.elapsed() < timeout);
+    st.expire_idle();
     let Some(s) = cookie.and_then(|c| st.sessions.get_mut(c)) else {
         let mut f = NotAuthenticated::default();
         f.object = Some(fetch.this.clone());
@@ -380,8 +656,7 @@ fn fetch_property(st: &mut SimState, cookie: Option<&str>, fetch: &Fetch) -> Res
 
 /// Checks the session; `Ok(key)` when the call may proceed.
 fn authenticate(st: &mut SimState, cookie: Option<&str>, req: &Request) -> Result<String, Fault> {
-    let timeout = st.config.idle_timeout;
-    st.sessions.retain(|_, s| s.last_active.elapsed() < timeout);
+    st.expire_idle();
     if let Some(key) = cookie
         && let Some(s) = st.sessions.get_mut(key)
     {
@@ -407,7 +682,7 @@ fn dispatch(st: &mut SimState, mut req: Request, cookie: Option<&str>) -> Reply 
     }
     match name {
         "Logout" => {
-            st.sessions.remove(&key);
+            st.end_session(&key);
             ok(encode_response(req.method, &[]))
         }
         "SessionIsActive" => {
@@ -466,17 +741,219 @@ fn dispatch(st: &mut SimState, mut req: Request, cookie: Option<&str>) -> Reply 
             st.inv.remove(&req.this.value);
             ok(encode_response(req.method, &[]))
         }
-        _ => {
-            let mut f = NotImplemented::default();
-            f.msg = Some(format!(
-                "{name} is not built in this release of vsphere-sim"
-            ));
-            Err(Fault::new(
-                format!("{name} is not built in this release of vsphere-sim"),
-                f,
-            ))
+        "CreateFilter" => {
+            let spec: PropertyFilterSpec = param!(req, one, "spec");
+            let _partial: Option<bool> = param!(req, opt, "partialUpdates");
+            collector::select(&st.inv, &spec)?;
+            let ckey = collector_key(&key, &req.this);
+            st.collectors
+                .entry(ckey.clone())
+                .or_default()
+                .session
+                .clone_from(&key);
+            let id = st.inv.new_id("session[sim]filter");
+            let r = ManagedObjectReference::new("PropertyFilter", &id);
+            let mut o = MoObject::new("PropertyFilter", &id);
+            o.set("spec", Any::Data(Box::new(spec.clone())));
+            o.set("partialUpdates", Any::Bool(false));
+            st.inv.insert(o);
+            st.filters.push(Filter::new(r.clone(), ckey, spec));
+            ok(encode_response(req.method, &[&&r]))
         }
+        "DestroyPropertyFilter" => {
+            let id = req.this.value.clone();
+            st.filters.retain(|f| f.moref.value != id);
+            st.inv.remove(&id);
+            ok(encode_response(req.method, &[]))
+        }
+        "CreatePropertyCollector" => {
+            let id = st.inv.new_id("session[sim]pc");
+            st.inv.insert(MoObject::new("PropertyCollector", &id));
+            st.collectors.insert(
+                id.clone(),
+                Collector {
+                    session: key,
+                    ..Collector::default()
+                },
+            );
+            let r = ManagedObjectReference::new("PropertyCollector", id);
+            ok(encode_response(req.method, &[&&r]))
+        }
+        "DestroyPropertyCollector" => {
+            if req.this.value == PROPERTY_COLLECTOR {
+                return Err(invalid_argument(
+                    "The default property collector cannot be destroyed.",
+                    Some("_this"),
+                ));
+            }
+            st.drop_collector(&req.this.value);
+            ok(encode_response(req.method, &[]))
+        }
+        "CancelWaitForUpdates" => {
+            let ckey = collector_key(&key, &req.this);
+            if let Some(c) = st.collectors.get_mut(&ckey)
+                && c.waiting > 0
+            {
+                c.cancel = true;
+            }
+            ok(encode_response(req.method, &[]))
+        }
+        "PowerOnVM_Task" | "PowerOffVM_Task" | "ResetVM_Task" | "SuspendVM_Task" => {
+            let op = match name {
+                "PowerOnVM_Task" => PowerOp::On,
+                "PowerOffVM_Task" => PowerOp::Off,
+                "ResetVM_Task" => PowerOp::Reset,
+                _ => PowerOp::Suspend,
+            };
+            let vm_id = req.this.value.clone();
+            let entity = req.this.clone();
+            start_task(st, &key, &req, Some(&entity), move |st| {
+                vm::power(&mut st.inv, &vm_id, op)
+            })
+        }
+        "ReconfigVM_Task" => {
+            let spec: VirtualMachineConfigSpec = param!(req, one, "spec");
+            let vm_id = req.this.value.clone();
+            let entity = req.this.clone();
+            start_task(st, &key, &req, Some(&entity), move |st| {
+                vm::reconfigure(&mut st.inv, &vm_id, &spec)
+            })
+        }
+        "CloneVM_Task" => {
+            let folder: ManagedObjectReference = param!(req, one, "folder");
+            let clone_name: String = param!(req, one, "name");
+            let spec: VirtualMachineCloneSpec = param!(req, one, "spec");
+            let vm_id = req.this.value.clone();
+            let entity = req.this.clone();
+            start_task(st, &key, &req, Some(&entity), move |st| {
+                vm::clone(&mut st.inv, &vm_id, &folder, &clone_name, &spec)
+            })
+        }
+        "Destroy_Task" if req.this.type_ == "VirtualMachine" => {
+            let vm_id = req.this.value.clone();
+            let entity = req.this.clone();
+            start_task(st, &key, &req, Some(&entity), move |st| {
+                vm::destroy(&mut st.inv, &vm_id)
+            })
+        }
+        "CreateVM_Task" => {
+            let config: VirtualMachineConfigSpec = param!(req, one, "config");
+            let pool: ManagedObjectReference = param!(req, one, "pool");
+            let host: Option<ManagedObjectReference> = param!(req, opt, "host");
+            let folder = req.this.clone();
+            start_task(st, &key, &req, Some(&folder.clone()), move |st| {
+                vm::create(&mut st.inv, &folder, &config, &pool, host.as_ref())
+            })
+        }
+        "AttachDisk_Task" => {
+            let disk: ID = param!(req, one, "diskId");
+            let ds: ManagedObjectReference = param!(req, one, "datastore");
+            let controller: Option<i32> = param!(req, opt, "controllerKey");
+            let unit: Option<i32> = param!(req, opt, "unitNumber");
+            let vm_id = req.this.value.clone();
+            let entity = req.this.clone();
+            start_task(st, &key, &req, Some(&entity), move |st| {
+                fcd::attach(&mut st.inv, &vm_id, &disk.id, &ds, controller, unit)
+            })
+        }
+        "DetachDisk_Task" => {
+            let disk: ID = param!(req, one, "diskId");
+            let vm_id = req.this.value.clone();
+            let entity = req.this.clone();
+            start_task(st, &key, &req, Some(&entity), move |st| {
+                fcd::detach(&mut st.inv, &vm_id, &disk.id)
+            })
+        }
+        "CreateDisk_Task" => {
+            let spec: VslmCreateSpec = param!(req, one, "spec");
+            let ds = spec.backing_spec.as_ref().map(|b| b.datastore.clone());
+            start_task(st, &key, &req, ds.as_ref(), move |st| {
+                fcd::create(&mut st.inv, &spec)
+            })
+        }
+        "DeleteVStorageObject_Task" => {
+            let disk: ID = param!(req, one, "id");
+            let ds: ManagedObjectReference = param!(req, one, "datastore");
+            start_task(st, &key, &req, Some(&ds.clone()), move |st| {
+                fcd::delete(&mut st.inv, &disk.id, &ds)
+            })
+        }
+        "ExtendDisk_Task" => {
+            let disk: ID = param!(req, one, "id");
+            let ds: ManagedObjectReference = param!(req, one, "datastore");
+            let mb: i64 = param!(req, one, "newCapacityInMB");
+            start_task(st, &key, &req, Some(&ds.clone()), move |st| {
+                fcd::extend(&mut st.inv, &disk.id, &ds, mb)
+            })
+        }
+        "ListVStorageObject" => {
+            let ds: ManagedObjectReference = param!(req, one, "datastore");
+            let ids = fcd::list(&st.inv, &ds)?;
+            ok(encode_response(req.method, &[&ids.as_slice()]))
+        }
+        "RetrieveVStorageObject" => {
+            let disk: ID = param!(req, one, "id");
+            let ds: ManagedObjectReference = param!(req, one, "datastore");
+            let o = fcd::retrieve(&st.inv, &disk.id, &ds)?;
+            ok(encode_response(req.method, &[&&o]))
+        }
+        "RetrieveVStorageObjectAssociations" => {
+            let specs: Vec<RetrieveVStorageObjSpec> = param!(req, many, "ids");
+            let a = fcd::associations(&st.inv, &specs);
+            ok(encode_response(req.method, &[&a.as_slice()]))
+        }
+        "FindByInventoryPath" => {
+            let path: String = param!(req, one, "inventoryPath");
+            reply_opt_ref(req.method, search::find_by_inventory_path(&st.inv, &path))
+        }
+        "FindChild" => {
+            let entity: ManagedObjectReference = param!(req, one, "entity");
+            let child: String = param!(req, one, "name");
+            if st.inv.resolve(&entity).is_none() {
+                return Err(not_found(&entity));
+            }
+            reply_opt_ref(
+                req.method,
+                search::find_child(&st.inv, &entity.value, &child),
+            )
+        }
+        "FindByUuid" => {
+            let uuid: String = param!(req, one, "uuid");
+            let vm_search: bool = param!(req, one, "vmSearch");
+            let instance: Option<bool> = param!(req, opt, "instanceUuid");
+            reply_opt_ref(
+                req.method,
+                search::find_by_uuid(&st.inv, &uuid, vm_search, instance.unwrap_or(false)),
+            )
+        }
+        _ => Err(not_implemented(name)),
     }
+}
+
+fn reply_opt_ref(method: &MethodInfo, r: Option<ManagedObjectReference>) -> Reply {
+    match r {
+        Some(r) => ok(encode_response(method, &[&&r])),
+        None => ok(encode_response(method, &[])),
+    }
+}
+
+/// Creates a queued task whose job the server runs after answering (see [`run_task`]).
+fn start_task(
+    st: &mut SimState,
+    session: &str,
+    req: &Request,
+    entity: Option<&ManagedObjectReference>,
+    job: impl FnOnce(&mut SimState) -> task::TaskOutcome + Send + 'static,
+) -> Reply {
+    let user = st
+        .sessions
+        .get(session)
+        .map(|s| s.user.clone())
+        .unwrap_or_default();
+    let entity = entity.filter(|e| st.inv.resolve(e).is_some());
+    let t = task::create(&mut st.inv, &user, req.method, entity);
+    st.pending.push((t.value.clone(), Box::new(job)));
+    ok(encode_response(req.method, &[&&t]))
 }
 
 fn invalid_token(token: &str) -> Fault {
@@ -557,6 +1034,12 @@ fn service_content() -> ServiceContent {
         "SessionManager",
         SESSION_MANAGER,
     ));
+    c.task_manager = Some(ManagedObjectReference::new("TaskManager", TASK_MANAGER));
+    c.search_index = Some(ManagedObjectReference::new("SearchIndex", SEARCH_INDEX));
+    c.v_storage_object_manager = Some(ManagedObjectReference::new(
+        "VcenterVStorageObjectManager",
+        VSTORAGE_OBJECT_MANAGER,
+    ));
     c.about = Some(Obj::new(about()));
     c
 }
@@ -577,6 +1060,60 @@ fn children(inv: &Inventory, obj: &MoObject) -> Vec<ManagedObjectReference> {
         .collect()
 }
 
+/// The objects a container view shows.
+fn view_contents(
+    inv: &Inventory,
+    root: &MoObject,
+    types: &[String],
+    recursive: bool,
+) -> Vec<ManagedObjectReference> {
+    let mut seen = std::collections::HashSet::new();
+    let mut view = Vec::new();
+    let mut queue: std::collections::VecDeque<ManagedObjectReference> = children(inv, root).into();
+    while let Some(r) = queue.pop_front() {
+        if !seen.insert(r.value.clone()) {
+            continue;
+        }
+        let Some(o) = inv.get(&r.value) else {
+            continue;
+        };
+        if types.is_empty() || types.iter().any(|t| collector::is_a(&r.type_, t)) {
+            view.push(r.clone());
+        }
+        if recursive {
+            queue.extend(children(inv, o));
+        }
+    }
+    view
+}
+
+/// Recomputes every container view's `view` (views follow the inventory, as vCenter's do).
+fn refresh_views(inv: &mut Inventory) {
+    let views: Vec<(String, ManagedObjectReference, Vec<String>, bool)> = inv
+        .of_type("ContainerView")
+        .filter_map(|o| {
+            let Some(Any::MoRef(c)) = o.prop("container") else {
+                return None;
+            };
+            let types = match o.prop("type") {
+                Some(Any::Array(AnyArray::String(t))) => t.clone(),
+                _ => Vec::new(),
+            };
+            let recursive = matches!(o.prop("recursive"), Some(Any::Bool(true)));
+            Some((o.moref.value.clone(), c.clone(), types, recursive))
+        })
+        .collect();
+    for (id, container, types, recursive) in views {
+        let contents = match inv.resolve(&container) {
+            Some(root) => view_contents(inv, root, &types, recursive),
+            None => Vec::new(),
+        };
+        if let Some(o) = inv.get_mut(&id) {
+            o.set("view", Any::Array(AnyArray::MoRef(contents)));
+        }
+    }
+}
+
 fn create_container_view(
     st: &mut SimState,
     container: &ManagedObjectReference,
@@ -586,24 +1123,7 @@ fn create_container_view(
     let Some(root) = st.inv.resolve(container) else {
         return Err(not_found(container));
     };
-    let mut seen = std::collections::HashSet::new();
-    let mut view = Vec::new();
-    let mut queue: std::collections::VecDeque<ManagedObjectReference> =
-        children(&st.inv, root).into();
-    while let Some(r) = queue.pop_front() {
-        if !seen.insert(r.value.clone()) {
-            continue;
-        }
-        let Some(o) = st.inv.get(&r.value) else {
-            continue;
-        };
-        if types.is_empty() || types.iter().any(|t| collector::is_a(&r.type_, t)) {
-            view.push(r.clone());
-        }
-        if recursive {
-            queue.extend(children(&st.inv, o));
-        }
-    }
+    let view = view_contents(&st.inv, root, types, recursive);
     let id = st.inv.new_id("session[sim]view");
     st.inv.insert(MoObject {
         moref: ManagedObjectReference::new("ContainerView", &id),
@@ -644,6 +1164,7 @@ mod tests {
             user: "u".into(),
             password: "hunter2".into(),
             idle_timeout: Duration::from_secs(1),
+            task_step: Duration::ZERO,
         };
         assert!(!format!("{c:?}").contains("hunter2"));
     }
@@ -668,6 +1189,7 @@ mod tests {
             user: "u".into(),
             password: "p".into(),
             idle_timeout: Duration::from_secs(60),
+            task_step: Duration::ZERO,
         };
         let mut st = SimState::new(inv, config);
         let this = ManagedObjectReference::new("Folder", ROOT_FOLDER);

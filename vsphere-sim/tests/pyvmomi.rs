@@ -1,4 +1,6 @@
-//! pyVmomi (the real client, from PyPI) against the simulator: `tests/py/smoke.py`.
+//! pyVmomi (the real client, from PyPI) against the simulator: `tests/py/smoke.py` (connect,
+//! container views, property reads, paging) and `tests/py/tasks.py` (WaitForTask on power
+//! operations and CreateDisk_Task, AttachDisk_Task/DetachDisk_Task between two VMs).
 //!
 //! Needs `$SDK_TEST_PYTHON`, a Python with pyVmomi (`ci/test.sh` sets it up from
 //! `ci/requirements.txt`); without it the test prints why and passes without running.
@@ -7,15 +9,14 @@ use std::process::Command;
 
 use vsphere_sim::Simulator;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pyvmomi_smoke() {
+/// Runs a script against a fresh simulator; returns its stdout (the test fails on a non-zero exit).
+async fn run(script: &'static str) -> Option<String> {
     let Ok(python) = std::env::var("SDK_TEST_PYTHON") else {
         eprintln!("skipped: SDK_TEST_PYTHON is not set (a Python with pyVmomi; see ci/test.sh)");
-        return;
+        return None;
     };
     let sim = Simulator::builder().start().await.unwrap();
     let addr = sim.addr();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/smoke.py");
     let (user, password) = (sim.user().to_owned(), sim.password().to_owned());
     let out = tokio::task::spawn_blocking(move || {
         Command::new(python)
@@ -29,15 +30,38 @@ async fn pyvmomi_smoke() {
     })
     .await
     .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "pyVmomi script failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        "pyVmomi script {script} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
     assert!(stdout.contains("ok: all"), "{stdout}");
+    Some(stdout)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyvmomi_smoke() {
+    let Some(stdout) = run(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/smoke.py")).await else {
+        return;
+    };
     assert!(
         stdout.contains("ok: RetrievePropertiesEx paging, 3 pages"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyvmomi_tasks_and_first_class_disks() {
+    let Some(stdout) = run(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/tasks.py")).await else {
+        return;
+    };
+    assert!(
+        stdout.contains("ok: WaitForTask on CreateDisk_Task"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ok: AttachDisk_Task/DetachDisk_Task between two VMs"),
         "{stdout}"
     );
 }

@@ -1,0 +1,122 @@
+//! Shared by the integration tests: a session-aware SOAP caller over reqwest, login, and a
+//! task waiter built on CreateFilter + WaitForUpdatesEx (as govmomi's task.Wait does).
+#![allow(dead_code, reason = "each test binary uses a part")]
+
+use std::sync::Mutex;
+
+use vsphere_client::Error;
+use vsphere_client::codec::{Any, ManagedObjectReference, MethodInfo};
+use vsphere_client::mo::{PropertyCollector, PropertyFilter, ServiceInstance, SessionManager};
+use vsphere_client::rpc::{BoxFuture, Caller};
+use vsphere_client::types::{
+    ObjectSpec, PropertyFilterSpec, PropertySpec, ServiceContent, TaskInfo, TaskInfoState,
+    WaitOptions,
+};
+use vsphere_sim::Simulator;
+
+/// A minimal session-aware caller: reqwest, plus the `vmware_soap_session` cookie.
+pub(crate) struct Http {
+    client: reqwest::Client,
+    url: String,
+    cookie: Mutex<Option<String>>,
+}
+
+impl Caller for Http {
+    fn send<'a>(
+        &'a self,
+        _method: &'static MethodInfo,
+        body: String,
+    ) -> BoxFuture<'a, Result<String, Error>> {
+        Box::pin(async move {
+            let mut req = self
+                .client
+                .post(&self.url)
+                .header("content-type", "text/xml; charset=utf-8")
+                .header("soapaction", "urn:vim25/8.0.3.0")
+                .body(body);
+            let cookie = self.cookie.lock().unwrap().clone();
+            if let Some(c) = cookie {
+                req = req.header("cookie", c);
+            }
+            let resp = req.send().await.expect("HTTP request to the simulator");
+            if let Some(c) = resp.headers().get("set-cookie") {
+                let c = c.to_str().unwrap().split(';').next().unwrap().to_owned();
+                *self.cookie.lock().unwrap() = Some(c);
+            }
+            Ok(resp.text().await.expect("response body"))
+        })
+    }
+}
+
+/// Logs in; returns the caller and the service content.
+pub(crate) async fn connect(sim: &Simulator) -> (Http, ServiceContent) {
+    let http = Http {
+        client: reqwest::Client::new(),
+        url: sim.url(),
+        cookie: Mutex::new(None),
+    };
+    let si = ServiceInstance::new("ServiceInstance");
+    let content = si.retrieve_service_content(&http).await.unwrap();
+    let sm = SessionManager::from_reference(content.session_manager.clone().unwrap());
+    sm.login(&http, sim.user(), sim.password(), None)
+        .await
+        .unwrap();
+    (http, content)
+}
+
+/// Waits for a task on a private collector; returns the states seen in order and the final
+/// info.
+pub(crate) async fn wait_task(
+    http: &Http,
+    content: &ServiceContent,
+    task: &ManagedObjectReference,
+) -> (Vec<TaskInfoState>, TaskInfo) {
+    let pc = PropertyCollector::from_reference(content.property_collector.clone());
+    let private =
+        PropertyCollector::from_reference(pc.create_property_collector(http).await.unwrap());
+    let mut os = ObjectSpec::default();
+    os.obj = task.clone();
+    let mut ps = PropertySpec::default();
+    ps.type_ = "Task".into();
+    ps.path_set = vec!["info".into()];
+    let mut spec = PropertyFilterSpec::default();
+    spec.object_set = vec![os];
+    spec.prop_set = vec![ps];
+    let filter = private.create_filter(http, &spec, true).await.unwrap();
+    let mut options = WaitOptions::default();
+    options.max_wait_seconds = Some(10);
+    let mut version = String::new();
+    let mut states = Vec::new();
+    loop {
+        let set = private
+            .wait_for_updates_ex(http, Some(&version), Some(&options))
+            .await
+            .unwrap()
+            .expect("an update within 10 s");
+        version.clone_from(&set.version);
+        let mut last = None;
+        for f in &set.filter_set {
+            assert_eq!(f.filter, filter);
+            for u in &f.object_set {
+                for c in &u.change_set {
+                    if let Some(Any::Data(d)) = &c.val
+                        && let Some(info) = d.downcast_ref::<TaskInfo>()
+                    {
+                        states.push(info.state.clone());
+                        last = Some(info.clone());
+                    }
+                }
+            }
+        }
+        if let Some(info) = last
+            && matches!(info.state, TaskInfoState::Success | TaskInfoState::Error)
+        {
+            PropertyFilter::from_reference(filter)
+                .destroy_property_filter(http)
+                .await
+                .unwrap();
+            private.destroy_property_collector(http).await.unwrap();
+            return (states, info);
+        }
+    }
+}
