@@ -124,6 +124,8 @@ pub struct RunState {
     pub approvals: BTreeMap<String, ApprovalState>,
     /// `Some(hard)` once a cancel was requested.
     pub cancel_requested: Option<bool>,
+    /// Whether a pause was requested and the run has not paused (or resumed) since.
+    pub pause_requested: bool,
     /// Rollbacks run since the last resume, by scope: the child run and how it ended.
     pub rollbacks: BTreeMap<String, (String, RunStatus)>,
     /// How many times the run was resumed.
@@ -174,6 +176,7 @@ impl RunState {
             gates: BTreeMap::new(),
             approvals: BTreeMap::new(),
             cancel_requested: None,
+            pause_requested: false,
             rollbacks: BTreeMap::new(),
             resumes: 0,
         };
@@ -382,7 +385,11 @@ impl RunState {
                 t.message.clone_from(message);
                 t.running_attempt = None;
             }
-            Record::Paused => self.status = RunStatus::Paused,
+            Record::Paused => {
+                self.status = RunStatus::Paused;
+                self.pause_requested = false;
+            }
+            Record::PauseRequested { .. } => self.pause_requested = true,
             Record::Parked { .. } => self.status = RunStatus::Waiting,
             Record::Resumed => {
                 self.status = RunStatus::Running;
@@ -390,6 +397,7 @@ impl RunState {
                 self.rollbacks.clear();
                 self.message.clear();
                 self.cancel_requested = None;
+                self.pause_requested = false;
                 for t in self.tasks.values_mut() {
                     if t.status != TaskStatus::Succeeded && t.status.is_terminal() {
                         t.status = TaskStatus::Pending;

@@ -1,7 +1,7 @@
 //! `pipeline-bench`: times `pipeline-core` against its goals and prints one line per figure.
 //!
 //! ```text
-//! cargo run --release -p examples --bin pipeline-bench [-- --state-dir DIR]
+//! cargo run --release -p examples --bin pipeline-bench [-- --state-dir DIR] [--only commit]
 //! ```
 //!
 //! 1. load and plan (validate, bind, order) a 10,000-task pipeline: goal < 1 s;
@@ -98,6 +98,74 @@ fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// One journal record of a typical size.
+fn record(n: u64) -> Record {
+    Record::TaskFinished {
+        stage: "Build".into(),
+        task: format!("t{n}"),
+        status: pipeline_core::journal::TaskStatus::Succeeded,
+        outputs: json!({"exitCode": 0, "stdout": "ok\n"}),
+        message: String::new(),
+    }
+}
+
+/// `writers` concurrent writers, each appending `commits` single-record entries to its own
+/// run, one after the other; returns every commit's latency (append until durable), sorted.
+async fn commit_latencies(
+    store: &Arc<FileStore>,
+    writers: usize,
+    commits: u64,
+) -> Result<Vec<Duration>, Box<dyn std::error::Error>> {
+    let mut set = tokio::task::JoinSet::new();
+    for w in 0..writers {
+        let store = Arc::clone(store);
+        set.spawn(async move {
+            let run = format!("commits-{writers}-{w}");
+            let mut lat = Vec::with_capacity(usize::try_from(commits).unwrap_or(0));
+            for v in 1..=commits {
+                let e = Entry {
+                    version: v,
+                    at: Timestamp::now(),
+                    record: record(v),
+                };
+                let t = Instant::now();
+                store.append(&run, v - 1, vec![e]).await?;
+                lat.push(t.elapsed());
+            }
+            Ok::<_, pipeline_core::Error>(lat)
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(r) = set.join_next().await {
+        all.extend(r??);
+    }
+    all.sort();
+    Ok(all)
+}
+
+/// Durable commit latency: append + fsync of one record, by one writer, then by 64 writers at
+/// once (each on its own run; group commit shares their fsyncs).
+async fn commits(state_dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    let store = Arc::new(FileStore::open(state_dir.join("commits"))?);
+    let lat = commit_latencies(&store, 1, 2000).await?;
+    println!("commit: 1 writer, {}", summary(&lat));
+    let lat = commit_latencies(&store, 64, 100).await?;
+    println!("commit: 64 concurrent writers, {}", summary(&lat));
+    Ok(())
+}
+
+/// p50, p99 and max of sorted latencies.
+fn summary(lat: &[Duration]) -> String {
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    format!(
+        "append until durable: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} commits)",
+        pct(0.50).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+        lat[lat.len() - 1].as_secs_f64() * 1e3,
+        lat.len()
+    )
+}
+
 fn registry() -> TaskRegistry {
     let mut r = TaskRegistry::builtin();
     r.register(Arc::new(Noop));
@@ -112,7 +180,14 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
             || std::env::temp_dir().join(format!("pipeline-bench-{}", std::process::id())),
             PathBuf::from,
         );
+    let only = std::env::args().skip_while(|a| a != "--only").nth(1);
+    let only = only.as_deref();
     let _ = std::fs::remove_dir_all(&state_dir);
+    if only == Some("commit") {
+        commits(&state_dir).await?;
+        let _ = std::fs::remove_dir_all(&state_dir);
+        return Ok(());
+    }
 
     // 1. Load and plan 10,000 tasks.
     let yaml = big_pipeline(10, 100, 10);
@@ -144,34 +219,8 @@ async fn bench() -> Result<(), Box<dyn std::error::Error>> {
         run.as_secs_f64() * 1e6 / pipeline.task_count() as f64
     );
 
-    // 3. Durable commit latency: append + fsync of one record.
-    let store = FileStore::open(state_dir.join("commits"))?;
-    let mut lat = Vec::with_capacity(2000);
-    for v in 1..=2000u64 {
-        let e = Entry {
-            version: v,
-            at: Timestamp::now(),
-            record: Record::TaskFinished {
-                stage: "Build".into(),
-                task: format!("t{v}"),
-                status: pipeline_core::journal::TaskStatus::Succeeded,
-                outputs: json!({"exitCode": 0, "stdout": "ok\n"}),
-                message: String::new(),
-            },
-        };
-        let t = Instant::now();
-        store.append("commits", v - 1, vec![e]).await?;
-        lat.push(t.elapsed());
-    }
-    lat.sort();
-    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
-    println!(
-        "commit: append+fsync p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} commits)",
-        pct(0.50).as_secs_f64() * 1e3,
-        pct(0.99).as_secs_f64() * 1e3,
-        lat[lat.len() - 1].as_secs_f64() * 1e3,
-        lat.len()
-    );
+    // 3. Durable commit latency.
+    commits(&state_dir).await?;
 
     // 4. 1,000 concurrent runs on the file journal.
     let small = load_pipeline(&big_pipeline(1, 3, 1), &registry())?;
