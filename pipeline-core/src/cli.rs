@@ -363,6 +363,14 @@ async fn pause(env: &Env, a: &Args, run: &str, out: &mut dyn Write) -> Result<u8
 }
 
 async fn dispatch(a: Args, out: &mut dyn Write) -> Result<u8, BoxError> {
+    let known = matches!(
+        a.positional.iter().map(String::as_str).collect::<Vec<_>>()[..],
+        ["approve", _, _] | ["resume" | "status" | "cancel" | "pause", _] | [_]
+    );
+    if !known {
+        // Before anything is created on disk.
+        return Ok(EXIT_USAGE);
+    }
     let state_dir = a
         .state_dir
         .clone()

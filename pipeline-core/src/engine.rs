@@ -1227,17 +1227,25 @@ impl Driver {
                 .finish(stage, task, TaskStatus::Failed, json!({}), msg)
                 .await;
         };
+        // A task's start (its total deadline) is journaled with its first attempt's start, in
+        // one append: one durable commit instead of two.
+        let mut pending_start = None;
         if !ts.started {
             let deadline = task.timeout.total.map(|d| Timestamp::now().plus(d));
-            self.commit(vec![Record::TaskStarted {
-                stage: stage.name.clone(),
-                task: task.name.clone(),
+            pending_start = Some((
+                Record::TaskStarted {
+                    stage: stage.name.clone(),
+                    task: task.name.clone(),
+                    deadline,
+                },
                 deadline,
-            }])
-            .await?;
+            ));
         }
         loop {
-            let ts = self.state.lock().await.task(&stage.name, &task.name);
+            let mut ts = self.state.lock().await.task(&stage.name, &task.name);
+            if let Some((_, deadline)) = &pending_start {
+                ts.deadline = *deadline;
+            }
             let now = Timestamp::now();
             if let Some(dl) = ts.deadline
                 && now >= dl
@@ -1279,14 +1287,16 @@ impl Driver {
                 (Some(a), Some(t)) => Some(a.min(t)),
                 (a, t) => a.or(t),
             };
-            self.commit(vec![Record::AttemptStarted {
+            let mut records: Vec<Record> =
+                pending_start.take().map(|(r, _)| r).into_iter().collect();
+            records.push(Record::AttemptStarted {
                 stage: stage.name.clone(),
                 task: task.name.clone(),
                 attempt,
                 key: key.clone(),
                 deadline: attempt_deadline,
-            }])
-            .await?;
+            });
+            self.commit(records).await?;
             let input = {
                 let st = self.state.lock().await;
                 resolve_value(&Value::Object(task.input.clone()), &st.scope(&self.vars))

@@ -262,8 +262,13 @@ async fn the_sample_pipeline_ships_a_real_repository_after_approval() {
     let (code, _, err) = cli(&["resume", &run, "--state-dir", s]).await;
     assert_eq!(code, EXIT_FAILED);
     assert!(err.contains("nothing to resume"), "{err}");
-    let (code, _, _) = cli(&["frobnicate", "a", "b", "c"]).await;
+    let (code, _, err) = cli(&["frobnicate", "a", "b", "c"]).await;
     assert_eq!(code, EXIT_USAGE);
+    assert!(err.contains("usage:"), "{err}");
+    assert!(
+        !Path::new(".pipeline-state").exists(),
+        "a usage error creates no state directory"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
