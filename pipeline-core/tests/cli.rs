@@ -336,7 +336,7 @@ stages:
       a:
         type: Shell
         input:
-          script: sleep 1; echo a >> ../../runs.log
+          script: sleep 2; echo a >> ../../runs.log
       b:
         type: Shell
         input:
@@ -433,7 +433,12 @@ async fn a_killed_driver_resumes_without_rerunning_what_succeeded() {
     let s = state.to_str().unwrap();
     let mut driver = cli_process(&[file.to_str().unwrap(), "--state-dir", s]);
     let run = wait_for(&state, "b to start", |r| started(r, "b"));
-    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    while !state.join("b.pid").exists() {
+        assert!(t.elapsed() < Duration::from_secs(30), "b's shell never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
     driver.kill().unwrap(); // SIGKILL
     driver.wait().unwrap();
     // The shell task's process group outlives the killed engine; stop it as a reboot would.
