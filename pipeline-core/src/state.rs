@@ -544,6 +544,30 @@ mod tests {
     }
 
     #[test]
+    fn a_pause_request_holds_until_the_run_pauses_or_resumes() {
+        let pause = || Record::PauseRequested {
+            reason: "lunch".into(),
+        };
+        let mut s = RunState::fold("r", &[created(), e(2, pause())]).unwrap();
+        assert!(s.pause_requested);
+        assert_eq!(s.status, RunStatus::Running);
+        s.apply(&e(3, Record::Paused));
+        assert!(!s.pause_requested);
+        assert_eq!(s.status, RunStatus::Paused);
+        s.apply(&e(4, pause()));
+        s.apply(&e(5, Record::Resumed));
+        assert!(!s.pause_requested, "resuming clears a pending pause");
+        s.apply(&e(
+            6,
+            Record::RunFinished {
+                status: RunStatus::Succeeded,
+                message: String::new(),
+            },
+        ));
+        assert!(s.check(&pause()).is_err(), "a finished run cannot pause");
+    }
+
+    #[test]
     fn attempts_and_deadlines_are_tracked() {
         let s = RunState::fold(
             "r",
