@@ -301,7 +301,7 @@ impl Engine {
         if let Some(o) = terminal_outcome(&state) {
             return Ok(o);
         }
-        if state.status == RunStatus::Paused {
+        if state.status == RunStatus::Paused && state.cancel_requested.is_none() {
             return Ok(Outcome::Paused);
         }
         let pipeline = load_pipeline(&state.pipeline, &self.inner.registry)?;
@@ -317,6 +317,7 @@ impl Engine {
                     message: "the run is already being driven".into(),
                 });
             }
+            let pause_requested = state.pause_requested;
             let (cancel, _) = CancelHandle::new();
             if let Some(hard) = state.cancel_requested {
                 cancel.cancel(if hard {
@@ -342,7 +343,7 @@ impl Engine {
                 state: Mutex::new(state),
                 control: Control {
                     cancel,
-                    paused: AtomicBool::new(false),
+                    paused: AtomicBool::new(pause_requested),
                 },
                 failed_at: std::sync::Mutex::new(None),
             });
@@ -443,14 +444,22 @@ impl Engine {
         Ok(())
     }
 
-    /// Pauses a run driven in this process: running tasks finish, nothing new starts, and
-    /// [`Engine::drive`] returns [`Outcome::Paused`]. Resume with [`Engine::resume`].
-    pub fn pause(&self, run: &str) -> Result<(), Error> {
-        let d = self.active(run).ok_or_else(|| Error::InvalidState {
-            run: run.to_owned(),
-            message: "the run is not being driven by this engine".into(),
-        })?;
-        d.control.paused.store(true, Ordering::SeqCst);
+    /// Asks a run to pause: the request is journaled; the process driving the run (this one,
+    /// or another over the same store, which notices within [`WATCH_INTERVAL`]) lets running
+    /// tasks finish, starts nothing new, journals `Paused`, and its [`Engine::drive`] returns
+    /// [`Outcome::Paused`]. A run that no process drives pauses when it is next driven.
+    /// Continue with [`Engine::resume`].
+    pub async fn pause(&self, run: &str, reason: &str) -> Result<(), Error> {
+        self.append_external(
+            run,
+            Record::PauseRequested {
+                reason: reason.to_owned(),
+            },
+        )
+        .await?;
+        if let Some(d) = self.active(run) {
+            d.control.paused.store(true, Ordering::SeqCst);
+        }
         Ok(())
     }
 
@@ -552,6 +561,20 @@ impl Engine {
     }
 }
 
+/// How often a driver checks its run's journal for requests appended by another process (a
+/// cancel or a pause from a command line).
+pub const WATCH_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Whether a record may be appended by another process while a run is driven here.
+fn is_external(record: &Record) -> bool {
+    matches!(
+        record,
+        Record::CancelRequested { .. }
+            | Record::PauseRequested { .. }
+            | Record::ApprovalDecided { .. }
+    )
+}
+
 /// Whether a run is the child of another (a nested pipeline or a rollback).
 fn is_child_run(run: &str) -> bool {
     run.contains("-n-") || run.contains("-rb")
@@ -586,6 +609,15 @@ enum Flow {
     Cancel(String),
     Park(Vec<String>),
     Pause,
+}
+
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 enum AttemptEnd {
@@ -644,9 +676,79 @@ impl Driver {
         self.control.cancel.signal().level()
     }
 
-    /// Checks, journals (durably), applies and publishes records, in one append.
+    /// Takes in the records another process appended to the run's journal since this driver
+    /// last wrote (cancel and pause requests, approval decisions) and acts on them. Anything
+    /// else means another engine drives the run: that is a conflict.
+    async fn merge_external(&self, st: &mut RunState) -> Result<(), Error> {
+        let entries = self.inner.store.read(&self.run).await?;
+        let known = usize::try_from(st.version).unwrap_or(usize::MAX);
+        for e in entries.iter().skip(known) {
+            if !is_external(&e.record) {
+                return Err(Error::Conflict {
+                    run: self.run.clone(),
+                    expected: st.version,
+                    actual: entries.len() as u64,
+                });
+            }
+            st.check(&e.record).map_err(|message| Error::Corrupt {
+                run: self.run.clone(),
+                message,
+            })?;
+            st.apply(e);
+            match &e.record {
+                Record::CancelRequested { hard, .. } => self.control.cancel.cancel(if *hard {
+                    CancelLevel::Hard
+                } else {
+                    CancelLevel::Graceful
+                }),
+                Record::PauseRequested { .. } => self.control.paused.store(true, Ordering::SeqCst),
+                _ => {}
+            }
+            tracing::info!(run = %self.run, version = e.version, "took in a record written by another process");
+            let _ = self.inner.events.send(RunEvent {
+                run: self.run.clone(),
+                version: e.version,
+                at: e.at,
+                record: e.record.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Polls the journal's version and merges what other processes appended.
+    async fn watch(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(WATCH_INTERVAL).await;
+            let Ok(v) = self.inner.store.version(&self.run).await else {
+                continue;
+            };
+            let mut st = self.state.lock().await;
+            if v > st.version
+                && let Err(e) = self.merge_external(&mut st).await
+            {
+                tracing::warn!(run = %self.run, error = %e, "cannot merge the journal");
+            }
+        }
+    }
+
+    /// Checks, journals (durably), applies and publishes records, in one append. When another
+    /// process appended a request meanwhile, it is merged first and the append retried.
     async fn commit(&self, records: Vec<Record>) -> Result<(), Error> {
         let mut st = self.state.lock().await;
+        let mut tries = 0;
+        loop {
+            match self.commit_locked(&mut st, &records).await {
+                Err(Error::Conflict { .. }) if tries < 3 => {
+                    tries += 1;
+                    self.merge_external(&mut st).await?;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn commit_locked(&self, st: &mut RunState, records: &[Record]) -> Result<(), Error> {
+        let records = records.to_vec();
         for r in &records {
             st.check(r).map_err(|message| Error::InvalidState {
                 run: self.run.clone(),
@@ -691,6 +793,8 @@ impl Driver {
 
     async fn drive(self: Arc<Self>) -> Result<Outcome, Error> {
         let span = tracing::info_span!("run", run = %self.run, pipeline = %self.pipeline.name);
+        let watcher = tokio::spawn(Arc::clone(&self).watch());
+        let _stop_watching = AbortOnDrop(watcher);
         async move {
             self.reconcile().await?;
             let flow = self.stages().await?;
@@ -1123,17 +1227,25 @@ impl Driver {
                 .finish(stage, task, TaskStatus::Failed, json!({}), msg)
                 .await;
         };
+        // A task's start (its total deadline) is journaled with its first attempt's start, in
+        // one append: one durable commit instead of two.
+        let mut pending_start = None;
         if !ts.started {
             let deadline = task.timeout.total.map(|d| Timestamp::now().plus(d));
-            self.commit(vec![Record::TaskStarted {
-                stage: stage.name.clone(),
-                task: task.name.clone(),
+            pending_start = Some((
+                Record::TaskStarted {
+                    stage: stage.name.clone(),
+                    task: task.name.clone(),
+                    deadline,
+                },
                 deadline,
-            }])
-            .await?;
+            ));
         }
         loop {
-            let ts = self.state.lock().await.task(&stage.name, &task.name);
+            let mut ts = self.state.lock().await.task(&stage.name, &task.name);
+            if let Some((_, deadline)) = &pending_start {
+                ts.deadline = *deadline;
+            }
             let now = Timestamp::now();
             if let Some(dl) = ts.deadline
                 && now >= dl
@@ -1175,14 +1287,16 @@ impl Driver {
                 (Some(a), Some(t)) => Some(a.min(t)),
                 (a, t) => a.or(t),
             };
-            self.commit(vec![Record::AttemptStarted {
+            let mut records: Vec<Record> =
+                pending_start.take().map(|(r, _)| r).into_iter().collect();
+            records.push(Record::AttemptStarted {
                 stage: stage.name.clone(),
                 task: task.name.clone(),
                 attempt,
                 key: key.clone(),
                 deadline: attempt_deadline,
-            }])
-            .await?;
+            });
+            self.commit(records).await?;
             let input = {
                 let st = self.state.lock().await;
                 resolve_value(&Value::Object(task.input.clone()), &st.scope(&self.vars))

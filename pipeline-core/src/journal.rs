@@ -7,8 +7,9 @@
 //! stored as absolute UTC times so that they hold across restarts (Concourse #9399).
 //!
 //! [`FileStore`] is the embedded default: one JSON-lines file per run, each append written in
-//! one `write` and made durable with `fsync` before it returns; a torn last line left by a
-//! crash is dropped on the next read. [`MemoryStore`] keeps journals in memory (tests,
+//! one `write` and made durable with `fdatasync` before it returns, with group commit (appends
+//! that arrive together share one round of parallel syncs); a torn last line left by a crash is
+//! dropped on the next read. [`MemoryStore`] keeps journals in memory (tests,
 //! benchmarks). A service can implement the trait over PostgreSQL (`INSERT ... WHERE version =
 //! expected` in a transaction).
 
@@ -259,6 +260,11 @@ pub enum Record {
     },
     /// The run was paused.
     Paused,
+    /// Someone asked to pause the run: running tasks finish, nothing new starts.
+    PauseRequested {
+        /// Why.
+        reason: String,
+    },
     /// The engine let go of the run: it waits for these approval requests.
     Parked {
         /// The open requests.
@@ -314,6 +320,12 @@ pub trait JournalStore: Send + Sync {
     async fn read(&self, run: &str) -> Result<Vec<Entry>, Error>;
     /// The ids of all runs.
     async fn runs(&self) -> Result<Vec<String>, Error>;
+    /// The run's current version (the number of its entries); [`Error::RunNotFound`] when it
+    /// has none. Engines poll it to notice records appended by another process (a cancel or a
+    /// pause from a CLI); stores should answer it without reading the whole journal.
+    async fn version(&self, run: &str) -> Result<u64, Error> {
+        Ok(self.read(run).await?.len() as u64)
+    }
 }
 
 fn check_versions(run: &str, expected: u64, entries: &[Entry]) -> Result<(), Error> {
@@ -385,18 +397,78 @@ impl JournalStore for MemoryStore {
         v.sort();
         Ok(v)
     }
+
+    async fn version(&self, run: &str) -> Result<u64, Error> {
+        let runs = self
+            .runs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        runs.get(run)
+            .map(|j| j.len() as u64)
+            .ok_or_else(|| Error::RunNotFound(run.to_owned()))
+    }
 }
 
-/// Journals as JSON-lines files under a directory, fsynced on every append.
+/// Journals as JSON-lines files under a directory, with group commit.
 ///
-/// Within one process, appends to a run are serialized and checked against the version; across
+/// An append returns only once its entries are on disk (`fdatasync`). Appends that arrive while
+/// a batch is being made durable wait for the next batch, and the files of one batch are synced
+/// in parallel, so concurrent runs share the disk's cache flushes instead of queueing for one
+/// each: a commit waits for at most the batch in flight and its own.
+///
+/// Within one process, appends to a run are checked against the version in order; across
 /// processes, the file's length is compared with the last one seen, so a journal that another
-/// process extended is detected as a conflict. Run one engine per directory at a time.
+/// process extended is detected as a conflict (see [`JournalStore::version`]).
 #[derive(Debug)]
 pub struct FileStore {
     dir: PathBuf,
-    /// Run → (version, file length) as last seen by this process.
-    seen: Arc<Mutex<HashMap<String, (u64, u64)>>>,
+    shared: Arc<Shared>,
+}
+
+/// What the appenders and the group-commit flusher share.
+#[derive(Debug, Default)]
+struct Shared {
+    /// Run → (version, file length) as last written or read by this process.
+    seen: Mutex<HashMap<String, (u64, u64)>>,
+    /// Appends waiting for the next batch, and whether a flusher is running.
+    queue: Mutex<Queue>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    waiting: Vec<Append>,
+    flushing: bool,
+}
+
+/// One append waiting to be written.
+#[derive(Debug)]
+struct Append {
+    run: String,
+    path: PathBuf,
+    expected: u64,
+    entries: Vec<Entry>,
+    reply: tokio::sync::oneshot::Sender<Result<u64, Error>>,
+}
+
+/// A file written in the current batch: what remains to make it durable.
+struct Dirty {
+    file: File,
+    path: PathBuf,
+    run: String,
+    new_file: bool,
+    /// The appends written to it, with the version each reached.
+    done: Vec<(tokio::sync::oneshot::Sender<Result<u64, Error>>, u64)>,
+}
+
+/// At most this many files of one batch are synced at once.
+const SYNC_THREADS: usize = 64;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn same_io_error(e: &std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), e.to_string())
 }
 
 impl FileStore {
@@ -408,7 +480,7 @@ impl FileStore {
             .map_err(|e| Error::io(format!("cannot create {}", runs.display()), e))?;
         Ok(Self {
             dir,
-            seen: Arc::default(),
+            shared: Arc::default(),
         })
     }
 
@@ -428,7 +500,8 @@ impl FileStore {
         Ok(dir.join("runs").join(format!("{run}.jsonl")))
     }
 
-    /// Reads a journal file, dropping (and truncating away) a torn last line.
+    /// Reads a journal file under a shared lock (so that no other process is half-way through
+    /// an append), dropping (and truncating away) a torn last line left by a crash.
     fn read_file(path: &Path, run: &str) -> Result<(Vec<Entry>, u64), Error> {
         let file = match File::open(path) {
             Ok(f) => f,
@@ -437,6 +510,13 @@ impl FileStore {
             }
             Err(e) => return Err(Error::io(format!("cannot open {}", path.display()), e)),
         };
+        fs4::FileExt::lock_shared(&file)
+            .map_err(|e| Error::io(format!("cannot lock {}", path.display()), e))?;
+        Self::read_unlocked(file, path, run)
+    }
+
+    /// Reads a journal file whose lock the caller holds.
+    fn read_unlocked(file: File, path: &Path, run: &str) -> Result<(Vec<Entry>, u64), Error> {
         let mut reader = BufReader::new(file);
         let mut entries = Vec::new();
         let mut good_len = 0u64;
@@ -490,6 +570,205 @@ impl FileStore {
         }
         Ok((entries, good_len))
     }
+
+    /// Records what a read found, unless this process already knows a later version.
+    fn note_read(shared: &Shared, run: String, version: u64, len: u64) {
+        let mut seen = lock(&shared.seen);
+        match seen.get(&run) {
+            Some(&(v, _)) if v > version => {}
+            _ => {
+                seen.insert(run, (version, len));
+            }
+        }
+    }
+
+    /// Checks one append against the version and writes it (not yet durable), holding the
+    /// file's exclusive lock so that another process can neither write nor read half of it.
+    /// Returns the new version.
+    fn write_one(
+        seen: &mut HashMap<String, (u64, u64)>,
+        a: &Append,
+        file: &mut File,
+    ) -> Result<u64, Error> {
+        fs4::FileExt::lock(&*file)
+            .map_err(|e| Error::io(format!("cannot lock {}", a.path.display()), e))?;
+        let r = Self::write_locked(seen, a, file);
+        let _ = fs4::FileExt::unlock(&*file);
+        r
+    }
+
+    fn write_locked(
+        seen: &mut HashMap<String, (u64, u64)>,
+        a: &Append,
+        file: &mut File,
+    ) -> Result<u64, Error> {
+        let reread = || {
+            File::open(&a.path)
+                .map_err(|e| Error::io(format!("cannot open {}", a.path.display()), e))
+                .and_then(|f| Self::read_unlocked(f, &a.path, &a.run))
+        };
+        let run = &a.run;
+        let (version, len) = match seen.get(run) {
+            Some(v) => *v,
+            None if a.path.exists() => {
+                let (e, len) = reread()?;
+                (e.len() as u64, len)
+            }
+            None => (0, 0),
+        };
+        let on_disk = file
+            .metadata()
+            .map_err(|e| Error::io(format!("cannot stat {}", a.path.display()), e))?
+            .len();
+        if on_disk != len {
+            // Another process wrote: re-read to report the real version.
+            seen.remove(run);
+            let actual = reread().map_or(0, |(e, _)| e.len() as u64);
+            return Err(Error::Conflict {
+                run: run.clone(),
+                expected: a.expected,
+                actual,
+            });
+        }
+        if version != a.expected {
+            return Err(Error::Conflict {
+                run: run.clone(),
+                expected: a.expected,
+                actual: version,
+            });
+        }
+        let mut buf = Vec::new();
+        for e in &a.entries {
+            serde_json::to_writer(&mut buf, e).map_err(|e| Error::Corrupt {
+                run: run.clone(),
+                message: e.to_string(),
+            })?;
+            buf.push(b'\n');
+        }
+        if let Err(e) = file.write_all(&buf) {
+            // What reached the file is unknown: the next append re-reads it.
+            seen.remove(run);
+            return Err(Error::io(format!("cannot write {}", a.path.display()), e));
+        }
+        let new_version = version + a.entries.len() as u64;
+        seen.insert(run.clone(), (new_version, len + buf.len() as u64));
+        Ok(new_version)
+    }
+
+    /// Writes a batch of appends in order (checking each against the version), then makes
+    /// every file it touched durable, in parallel, and answers the appenders.
+    fn commit_batch(shared: &Shared, batch: Vec<Append>) {
+        let mut dirty: Vec<Dirty> = Vec::new();
+        {
+            let mut seen = lock(&shared.seen);
+            for a in batch {
+                let slot = if let Some(i) = dirty.iter().position(|d| d.path == a.path) {
+                    i
+                } else {
+                    let new_file = !a.path.exists();
+                    match OpenOptions::new().create(true).append(true).open(&a.path) {
+                        Ok(file) => {
+                            dirty.push(Dirty {
+                                file,
+                                path: a.path.clone(),
+                                run: a.run.clone(),
+                                new_file,
+                                done: Vec::new(),
+                            });
+                            dirty.len() - 1
+                        }
+                        Err(e) => {
+                            let _ = a.reply.send(Err(Error::io(
+                                format!("cannot open {}", a.path.display()),
+                                e,
+                            )));
+                            continue;
+                        }
+                    }
+                };
+                let d = &mut dirty[slot];
+                match Self::write_one(&mut seen, &a, &mut d.file) {
+                    Ok(v) => d.done.push((a.reply, v)),
+                    Err(e) => {
+                        let _ = a.reply.send(Err(e));
+                    }
+                }
+            }
+        }
+        dirty.retain(|d| !d.done.is_empty());
+        let sync = |d: &Dirty| -> std::io::Result<()> {
+            d.file.sync_data()?;
+            if d.new_file
+                && let Some(parent) = d.path.parent()
+            {
+                // A new file: make its directory entry durable too.
+                File::open(parent)?.sync_all()?;
+            }
+            Ok(())
+        };
+        // Concurrent syncs share the file system's journal commit and the device's cache
+        // flush; one after the other, each would pay for its own.
+        let threads = dirty.len().min(SYNC_THREADS);
+        let mut synced: Vec<Option<std::io::Result<()>>> = Vec::new();
+        synced.resize_with(dirty.len(), || None);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|t| {
+                    let dirty = &dirty;
+                    s.spawn(move || {
+                        (t..dirty.len())
+                            .step_by(threads)
+                            .map(|i| (i, sync(&dirty[i])))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for h in handles {
+                if let Ok(results) = h.join() {
+                    for (i, r) in results {
+                        synced[i] = Some(r);
+                    }
+                }
+            }
+        });
+        let synced = synced
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(std::io::Error::other("fsync thread panicked"))));
+        for (d, r) in dirty.into_iter().zip(synced) {
+            match r {
+                Ok(()) => {
+                    for (reply, v) in d.done {
+                        let _ = reply.send(Ok(v));
+                    }
+                }
+                Err(e) => {
+                    // What is on disk is unknown: the next append re-reads the file.
+                    lock(&shared.seen).remove(&d.run);
+                    for (reply, _) in d.done {
+                        let _ = reply.send(Err(Error::io(
+                            format!("cannot sync {}", d.path.display()),
+                            same_io_error(&e),
+                        )));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Commits batches until no append is waiting.
+    fn flush_loop(shared: &Shared) {
+        loop {
+            let batch = {
+                let mut q = lock(&shared.queue);
+                if q.waiting.is_empty() {
+                    q.flushing = false;
+                    return;
+                }
+                std::mem::take(&mut q.waiting)
+            };
+            Self::commit_batch(shared, batch);
+        }
+    }
 }
 
 #[async_trait]
@@ -497,80 +776,37 @@ impl JournalStore for FileStore {
     async fn append(&self, run: &str, expected: u64, entries: Vec<Entry>) -> Result<u64, Error> {
         check_versions(run, expected, &entries)?;
         let path = Self::path(&self.dir, run)?;
-        let seen = Arc::clone(&self.seen);
-        let run = run.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let mut seen = seen
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let (version, len) = match seen.get(&run) {
-                Some(v) => *v,
-                None if path.exists() => {
-                    let (e, len) = Self::read_file(&path, &run)?;
-                    (e.len() as u64, len)
-                }
-                None => (0, 0),
-            };
-            let on_disk = std::fs::metadata(&path).map_or(0, |m| m.len());
-            if on_disk != len {
-                // Another process wrote: re-read to report the real version.
-                seen.remove(&run);
-                let actual = Self::read_file(&path, &run).map_or(0, |(e, _)| e.len() as u64);
-                return Err(Error::Conflict {
-                    run,
-                    expected,
-                    actual,
-                });
-            }
-            if version != expected {
-                return Err(Error::Conflict {
-                    run,
-                    expected,
-                    actual: version,
-                });
-            }
-            let mut buf = Vec::new();
-            for e in &entries {
-                serde_json::to_writer(&mut buf, e).map_err(|e| Error::Corrupt {
-                    run: run.clone(),
-                    message: e.to_string(),
-                })?;
-                buf.push(b'\n');
-            }
-            let mut f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(|e| Error::io(format!("cannot open {}", path.display()), e))?;
-            f.write_all(&buf)
-                .and_then(|()| f.sync_data())
-                .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))?;
-            if version == 0 {
-                // A new file: make its directory entry durable too.
-                if let Some(parent) = path.parent() {
-                    let _ = File::open(parent).and_then(|d| d.sync_all());
-                }
-            }
-            let new_version = version + entries.len() as u64;
-            seen.insert(run, (new_version, len + buf.len() as u64));
-            Ok(new_version)
-        })
-        .await
-        .map_err(|e| Error::Corrupt {
-            run: String::new(),
-            message: format!("journal writer panicked: {e}"),
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let start_flusher = {
+            let mut q = lock(&self.shared.queue);
+            q.waiting.push(Append {
+                run: run.to_owned(),
+                path,
+                expected,
+                entries,
+                reply,
+            });
+            !std::mem::replace(&mut q.flushing, true)
+        };
+        if start_flusher {
+            let shared = Arc::clone(&self.shared);
+            // The flusher keeps going while appends keep coming; it is never awaited, so a
+            // cancelled append does not stop it.
+            tokio::task::spawn_blocking(move || Self::flush_loop(&shared));
+        }
+        answer.await.map_err(|_| Error::Corrupt {
+            run: run.to_owned(),
+            message: "the journal writer stopped".into(),
         })?
     }
 
     async fn read(&self, run: &str) -> Result<Vec<Entry>, Error> {
         let path = Self::path(&self.dir, run)?;
         let run = run.to_owned();
-        let seen = Arc::clone(&self.seen);
+        let shared = Arc::clone(&self.shared);
         tokio::task::spawn_blocking(move || {
             let (entries, len) = Self::read_file(&path, &run)?;
-            seen.lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(run, (entries.len() as u64, len));
+            Self::note_read(&shared, run, entries.len() as u64, len);
             Ok(entries)
         })
         .await
@@ -578,6 +814,22 @@ impl JournalStore for FileStore {
             run: String::new(),
             message: format!("journal reader panicked: {e}"),
         })?
+    }
+
+    async fn version(&self, run: &str) -> Result<u64, Error> {
+        let path = Self::path(&self.dir, run)?;
+        let known = lock(&self.shared.seen).get(run).copied();
+        let on_disk = match std::fs::metadata(&path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::RunNotFound(run.to_owned()));
+            }
+            Err(e) => return Err(Error::io(format!("cannot stat {}", path.display()), e)),
+        };
+        match known {
+            Some((v, len)) if len == on_disk => Ok(v),
+            _ => Ok(self.read(run).await?.len() as u64),
+        }
     }
 
     async fn runs(&self) -> Result<Vec<String>, Error> {
@@ -685,6 +937,69 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let fresh = FileStore::open(&dir).unwrap();
         assert!(matches!(fresh.read("r").await, Err(Error::Corrupt { .. })));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn group_commit_keeps_every_run_in_order_and_one_racer_wins() {
+        let dir = std::env::temp_dir().join(format!("pc-group-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Arc::new(FileStore::open(&dir).unwrap());
+        let mut set = tokio::task::JoinSet::new();
+        for w in 0..16 {
+            let store = Arc::clone(&store);
+            set.spawn(async move {
+                for v in 1..=20u64 {
+                    let run = format!("w{w}");
+                    let got = store.append(&run, v - 1, vec![entry(v, &run)]).await?;
+                    assert_eq!(got, v);
+                }
+                Ok::<_, Error>(())
+            });
+        }
+        // Two writers race for the same version of one run: exactly one wins.
+        store.append("race", 0, vec![entry(1, "a")]).await.unwrap();
+        let (a, b) = tokio::join!(
+            store.append("race", 1, vec![entry(2, "left")]),
+            store.append("race", 1, vec![entry(2, "right")])
+        );
+        assert!(a.is_ok() != b.is_ok(), "{a:?} {b:?}");
+        while let Some(r) = set.join_next().await {
+            r.unwrap().unwrap();
+        }
+        let fresh = FileStore::open(&dir).unwrap();
+        for w in 0..16 {
+            let all = fresh.read(&format!("w{w}")).await.unwrap();
+            assert_eq!(all.len(), 20);
+            assert!(
+                all.iter()
+                    .enumerate()
+                    .all(|(i, e)| e.version == i as u64 + 1)
+            );
+        }
+        assert_eq!(fresh.read("race").await.unwrap().len(), 2);
+        assert_eq!(fresh.version("race").await.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn version_notices_another_process_and_unknown_runs() {
+        let dir = std::env::temp_dir().join(format!("pc-version-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let here = FileStore::open(&dir).unwrap();
+        let there = FileStore::open(&dir).unwrap();
+        assert!(matches!(
+            here.version("r").await,
+            Err(Error::RunNotFound(_))
+        ));
+        here.append("r", 0, vec![entry(1, "a")]).await.unwrap();
+        assert_eq!(here.version("r").await.unwrap(), 1);
+        there.read("r").await.unwrap();
+        there.append("r", 1, vec![entry(2, "b")]).await.unwrap();
+        assert_eq!(here.version("r").await.unwrap(), 2);
+        // Having read it, this store appends on top of the other's entry.
+        here.append("r", 2, vec![entry(3, "c")]).await.unwrap();
+        let memory = MemoryStore::new();
+        memory.append("m", 0, vec![entry(1, "a")]).await.unwrap();
+        assert_eq!(memory.version("m").await.unwrap(), 1);
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //! - [`state`]: a run's state, folded from its journal;
 //! - [`engine`]: the async engine that runs, resumes and reconciles runs;
 //! - [`task`]: task kinds (a trait) and the built-in ones;
-//! - [`artifact`]: the artifact repository.
+//! - [`artifact`]: the artifact repository;
+//! - [`cli`]: the `pipeline-run` command line (the example binary wraps it).
 //!
 //! # Layering
 //!
@@ -24,6 +25,7 @@ pub mod approval;
 pub mod artifact;
 pub mod artifactory;
 pub mod binding;
+pub mod cli;
 pub mod engine;
 mod error;
 pub mod expr;

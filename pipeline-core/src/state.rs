@@ -124,6 +124,8 @@ pub struct RunState {
     pub approvals: BTreeMap<String, ApprovalState>,
     /// `Some(hard)` once a cancel was requested.
     pub cancel_requested: Option<bool>,
+    /// Whether a pause was requested and the run has not paused (or resumed) since.
+    pub pause_requested: bool,
     /// Rollbacks run since the last resume, by scope: the child run and how it ended.
     pub rollbacks: BTreeMap<String, (String, RunStatus)>,
     /// How many times the run was resumed.
@@ -174,6 +176,7 @@ impl RunState {
             gates: BTreeMap::new(),
             approvals: BTreeMap::new(),
             cancel_requested: None,
+            pause_requested: false,
             rollbacks: BTreeMap::new(),
             resumes: 0,
         };
@@ -382,7 +385,11 @@ impl RunState {
                 t.message.clone_from(message);
                 t.running_attempt = None;
             }
-            Record::Paused => self.status = RunStatus::Paused,
+            Record::Paused => {
+                self.status = RunStatus::Paused;
+                self.pause_requested = false;
+            }
+            Record::PauseRequested { .. } => self.pause_requested = true,
             Record::Parked { .. } => self.status = RunStatus::Waiting,
             Record::Resumed => {
                 self.status = RunStatus::Running;
@@ -390,6 +397,7 @@ impl RunState {
                 self.rollbacks.clear();
                 self.message.clear();
                 self.cancel_requested = None;
+                self.pause_requested = false;
                 for t in self.tasks.values_mut() {
                     if t.status != TaskStatus::Succeeded && t.status.is_terminal() {
                         t.status = TaskStatus::Pending;
@@ -533,6 +541,30 @@ mod tests {
         s.apply(&e(4, Record::Resumed));
         assert_eq!(s.status, RunStatus::Running);
         assert_eq!(s.task("S", "t").status, TaskStatus::Pending);
+    }
+
+    #[test]
+    fn a_pause_request_holds_until_the_run_pauses_or_resumes() {
+        let pause = || Record::PauseRequested {
+            reason: "lunch".into(),
+        };
+        let mut s = RunState::fold("r", &[created(), e(2, pause())]).unwrap();
+        assert!(s.pause_requested);
+        assert_eq!(s.status, RunStatus::Running);
+        s.apply(&e(3, Record::Paused));
+        assert!(!s.pause_requested);
+        assert_eq!(s.status, RunStatus::Paused);
+        s.apply(&e(4, pause()));
+        s.apply(&e(5, Record::Resumed));
+        assert!(!s.pause_requested, "resuming clears a pending pause");
+        s.apply(&e(
+            6,
+            Record::RunFinished {
+                status: RunStatus::Succeeded,
+                message: String::new(),
+            },
+        ));
+        assert!(s.check(&pause()).is_err(), "a finished run cannot pause");
     }
 
     #[test]

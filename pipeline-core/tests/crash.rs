@@ -217,7 +217,9 @@ fn killed_at_every_step_the_run_resumes_without_rerunning_succeeded_tasks() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!(total >= 15, "{total}");
+    // Five tasks, each started (with its first attempt) and finished in two appends, a gate
+    // and the run's end: at least a dozen points to kill at.
+    assert!(total >= 12, "{total}");
 
     for kill_at in 1..=total {
         let state = fresh(&format!("step{kill_at}"));

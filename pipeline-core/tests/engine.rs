@@ -327,7 +327,7 @@ stages:
     let r2 = run.clone();
     let driving = tokio::spawn(async move { e2.drive(&r2).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    engine.pause(&run).unwrap();
+    engine.pause(&run, "lunch").await.unwrap();
     assert_eq!(driving.await.unwrap().unwrap(), Outcome::Paused);
     let st = engine.status(&run).await.unwrap();
     assert_eq!(st.status, RunStatus::Paused);

@@ -228,7 +228,21 @@ async fn cancel_stops_the_jenkins_build() {
         .await;
     let (c, h) = ctx(jenkins_input(&server));
     let task = tokio::spawn(async move { kind("Jenkins").run(c).await });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Cancel once the task follows the build (not the queue item), however loaded the machine.
+    let started = std::time::Instant::now();
+    while !server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .any(|r| r.url.path() == "/job/team/job/app/12/api/json")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the build was never polled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     h.cancel(CancelLevel::Graceful);
     let e = task.await.unwrap().unwrap_err();
     assert_eq!(e.message, "cancelled");
