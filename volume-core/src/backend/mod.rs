@@ -41,6 +41,10 @@ pub mod loopfile;
 pub mod memory;
 pub mod qcow2;
 pub mod rules;
+#[cfg(feature = "vsphere")]
+pub mod vsphere;
+#[cfg(feature = "vsphere")]
+mod vsphere_glue;
 
 use std::fmt::Debug;
 
