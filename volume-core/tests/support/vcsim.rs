@@ -34,7 +34,14 @@ impl Drop for Vcsim {
     }
 }
 
+/// The vcsim binary, located (or built) once per test process, so that parallel tests never
+/// run `peers/build.sh` at the same time.
 fn binary() -> Option<PathBuf> {
+    static BINARY: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    BINARY.get_or_init(locate).clone()
+}
+
+fn locate() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("GOVMOMI_VCSIM") {
         return Some(PathBuf::from(p));
     }
