@@ -106,6 +106,16 @@ pub enum Error {
         /// Why.
         detail: String,
     },
+    /// A call to a remote hypervisor API that has a typed client (vSphere) failed. The source
+    /// is the client's error, which never carries a password or a session cookie.
+    #[error("{op} failed")]
+    Remote {
+        /// What was being done (`CloneVM_Task`, `PowerOnVM_Task`, ...).
+        op: &'static str,
+        /// The client's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
     /// An environment file could not be read or parsed.
     #[error("environment file {path}: {reason}")]
     Environment {

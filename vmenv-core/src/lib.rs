@@ -14,11 +14,12 @@
 //!   `server` feature, an AppCatalyst-compatible server over any backend.
 //! - [`env`](mod@env) reads environment files (YAML) and converges them: `up`, `status`, `down`.
 //! - [`vmrest`] is a client and backend for VMware Fusion/Workstation's `vmrest` API.
+//! - `vsphere` (feature `vsphere`) is the vSphere backend: clones of template VMs on vCenter.
 //!
 //! # Layering
 //!
 //! Without features this crate depends on no other workspace crate. The `vsphere` feature adds
-//! `vsphere-client` for the vSphere backend (not built yet). `vsphere-client`, `vsphere-sim`,
+//! `vsphere-client` for the vSphere backend (`vsphere`). `vsphere-client`, `vsphere-sim`,
 //! `volume-core` and `pipeline-core` must never depend on `vmenv-core`; only the examples and the
 //! C API sit above it.
 
@@ -30,6 +31,10 @@ mod model;
 pub mod qemu;
 mod rest;
 pub mod vmrest;
+#[cfg(feature = "vsphere")]
+pub mod vsphere;
+#[cfg(feature = "vsphere")]
+mod vsphere_glue;
 
 pub use error::{Error, Result};
 pub use hypervisor::{

@@ -182,6 +182,24 @@ pub enum Error {
         /// Actions still planned in the last iteration.
         remaining: usize,
     },
+    /// The node id names no VM (or no machine) the backend can find (CSI `NOT_FOUND`).
+    #[error("unknown node {node}: {reason}")]
+    UnknownNode {
+        /// The node id that was asked for.
+        node: NodeId,
+        /// Why it could not be resolved.
+        reason: String,
+    },
+    /// A call to the remote storage service (vCenter) failed. The source is the client's
+    /// error, which never carries a password or a session cookie.
+    #[error("{op} failed")]
+    Remote {
+        /// What was being done (`CreateDisk_Task`, `AttachDisk_Task`, ...).
+        op: &'static str,
+        /// The client's error.
+        #[source]
+        source: BoxedSource,
+    },
     /// A crash injected by a test hook at a step of a journaled operation.
     #[error("crash injected at step {step}")]
     InjectedCrash {

@@ -17,8 +17,8 @@
 //! # Layering
 //!
 //! Without features this crate depends on no other workspace crate. The `vsphere` feature adds
-//! `vsphere-client` for the First Class Disk backend (not built yet: it follows the vSphere
-//! client's runtime). `vsphere-client`, `vsphere-sim`, `vmenv-core` and `pipeline-core` must never
+//! `vsphere-client` for the First Class Disk backend (`backend::vsphere`). `vsphere-client`,
+//! `vsphere-sim`, `vmenv-core` and `pipeline-core` must never
 //! depend on `volume-core`; only the examples and the C API sit above it. QMP hot-plug into VMs
 //! comes in through [`backend::qcow2::HotPlug`], which the layer that owns the VMs implements.
 

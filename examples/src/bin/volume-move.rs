@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! volume-move [--backend loopfile|qcow2|memory] [--root DIR] [--json]
+//! volume-move --url URL [--insecure] [--datastore DS] [--vm-a VM] [--vm-b VM] [--repeat N] [--json]
 //! ```
 //!
 //! The default backend is local loop files in a temporary directory (loop devices as root, node
@@ -10,14 +11,20 @@
 //! a label onto the volume's device, move it to `vm-b` (fence, detach, attach, lease), read the
 //! label back on `vm-b`. `--json` prints one JSON document for machines.
 //!
-//! Once the vSphere First Class Disk backend lands, the embedded vsphere-sim becomes the default
-//! and `--url` moves a disk on a real vCenter; in this build `--url` is refused with a typed
-//! "not supported" error.
+//! With `--url` (a vSphere SDK URL with credentials, `https://user:pass@vc/sdk`) the volume is
+//! a First Class Disk on datastore `--datastore` (default `LocalDS_0`) moved between the VMs
+//! `--vm-a` and `--vm-b` (a moref, an inventory path or a unique name; defaults `DC0_H0_VM0` and
+//! `DC0_H0_VM1`, govmomi vcsim's names). Each step also shows the vCenter round trips (SOAP
+//! requests) and the tasks it started. The label cannot be written from here (the disk is in
+//! the VM), so that step only shows the device path the guest sees. `--repeat N` then moves the
+//! disk back and forth N more times and prints the median, p90 and worst move. The default on
+//! the embedded vsphere-sim is wired once vsphere-sim serves First Class Disks.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use serde_json::json;
@@ -26,9 +33,14 @@ use volume_core::backend::counting::Counting;
 use volume_core::backend::loopfile::{LoopFileBackend, LoopMode};
 use volume_core::backend::memory::MemoryBackend;
 use volume_core::backend::qcow2::{ImageHandoff, Qcow2Backend};
+use volume_core::backend::vsphere::FcdBackend;
 use volume_core::journal::RedbStore;
 use volume_core::orchestrator::{MovePolicy, Orchestrator};
 use volume_core::{DeviceFormat, NodeId, PoolId, VolumeName, VolumeSpec};
+use vsphere_client::client::{
+    Client, ConnectOptions, HttpResponse, HttpTransport, SoapRequest, Transport,
+};
+use vsphere_client::rpc::BoxFuture;
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -37,7 +49,64 @@ struct Step {
     name: &'static str,
     ms: f64,
     calls: u64,
+    /// vCenter round trips and tasks (with `--url`).
+    remote: Option<(u64, u64)>,
     detail: String,
+}
+
+/// A transport that counts SOAP round trips and the `*_Task` methods among them.
+#[derive(Debug)]
+struct CountingTransport {
+    inner: HttpTransport,
+    trips: AtomicU64,
+    tasks: AtomicU64,
+}
+
+/// The method a SOAP request envelope calls: the first element inside `Body`.
+fn soap_method(body: &str) -> &str {
+    let Some(i) = body.find("Body>") else {
+        return "";
+    };
+    let rest = &body[i + 5..];
+    let Some(start) = rest.find('<') else {
+        return "";
+    };
+    let name = &rest[start + 1..];
+    let end = name.find([' ', '>', '/']).unwrap_or(name.len());
+    let name = &name[..end];
+    name.rsplit(':').next().unwrap_or(name)
+}
+
+impl CountingTransport {
+    /// Round trips and tasks since the last call.
+    fn take(&self) -> (u64, u64) {
+        (
+            self.trips.swap(0, Ordering::SeqCst),
+            self.tasks.swap(0, Ordering::SeqCst),
+        )
+    }
+}
+
+impl Transport for CountingTransport {
+    fn post_soap<'a>(
+        &'a self,
+        request: SoapRequest<'a>,
+    ) -> BoxFuture<'a, Result<HttpResponse, vsphere_client::Error>> {
+        self.trips.fetch_add(1, Ordering::SeqCst);
+        if soap_method(&request.body).ends_with("_Task") {
+            self.tasks.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inner.post_soap(request)
+    }
+
+    fn get<'a>(
+        &'a self,
+        url: &'a url::Url,
+        timeout: std::time::Duration,
+    ) -> BoxFuture<'a, Result<HttpResponse, vsphere_client::Error>> {
+        self.trips.fetch_add(1, Ordering::SeqCst);
+        self.inner.get(url, timeout)
+    }
 }
 
 /// The label written at the start of the volume.
@@ -47,6 +116,12 @@ struct Args {
     backend: String,
     root: Option<PathBuf>,
     json: bool,
+    url: Option<String>,
+    insecure: bool,
+    datastore: String,
+    vm_a: String,
+    vm_b: String,
+    repeat: u32,
 }
 
 fn parse_args() -> Result<Args, BoxError> {
@@ -54,6 +129,12 @@ fn parse_args() -> Result<Args, BoxError> {
         backend: "loopfile".to_owned(),
         root: None,
         json: false,
+        url: None,
+        insecure: false,
+        datastore: "LocalDS_0".to_owned(),
+        vm_a: "DC0_H0_VM0".to_owned(),
+        vm_b: "DC0_H0_VM1".to_owned(),
+        repeat: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -61,16 +142,23 @@ fn parse_args() -> Result<Args, BoxError> {
             "--backend" => a.backend = it.next().ok_or("--backend needs a value")?,
             "--root" => a.root = Some(PathBuf::from(it.next().ok_or("--root needs a value")?)),
             "--json" => a.json = true,
-            "--url" => {
-                return Err(Box::new(volume_core::Error::Unsupported {
-                    feature: "moving a First Class Disk on vCenter (--url; vsphere-sim becomes \
-                              the default once the FCD backend lands)",
-                }));
+            "--url" => a.url = Some(it.next().ok_or("--url needs a value")?),
+            "--insecure" => a.insecure = true,
+            "--datastore" => a.datastore = it.next().ok_or("--datastore needs a value")?,
+            "--vm-a" => a.vm_a = it.next().ok_or("--vm-a needs a value")?,
+            "--vm-b" => a.vm_b = it.next().ok_or("--vm-b needs a value")?,
+            "--repeat" => {
+                a.repeat = it
+                    .next()
+                    .ok_or("--repeat needs a value")?
+                    .parse()
+                    .map_err(|_| "--repeat needs a number")?;
             }
             "-h" | "--help" => {
                 return Err(
                     "usage: volume-move [--backend loopfile|qcow2|memory] [--root DIR] \
-                            [--json]"
+                            [--json]\n       volume-move --url URL [--insecure] [--datastore DS] \
+                            [--vm-a VM] [--vm-b VM] [--repeat N] [--json]"
                         .into(),
                 );
             }
@@ -103,7 +191,62 @@ fn make_backend(
     })
 }
 
-async fn story(args: &Args) -> Result<(String, Vec<Step>), BoxError> {
+/// The median, 90th percentile and worst of the repeated moves (with `--repeat`).
+struct Repeats {
+    moves: usize,
+    p50_ms: f64,
+    p90_ms: f64,
+    max_ms: f64,
+    /// Round trips and tasks per move (the most seen), with `--url`.
+    remote_max: Option<(u64, u64)>,
+    backend_calls_max: u64,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+type Setup = (
+    Arc<dyn Backend>,
+    Option<Arc<CountingTransport>>,
+    PoolId,
+    NodeId,
+    NodeId,
+);
+
+async fn setup(args: &Args, root: &std::path::Path) -> Result<Setup, BoxError> {
+    if let Some(url) = &args.url {
+        let options = ConnectOptions::new(url)?.insecure(args.insecure);
+        let transport = Arc::new(CountingTransport {
+            inner: HttpTransport::new(options.tls())?,
+            trips: AtomicU64::new(0),
+            tasks: AtomicU64::new(0),
+        });
+        let client = Client::connect_with(options, transport.clone()).await?;
+        let pool = PoolId::new(args.datastore.clone())?;
+        let b = FcdBackend::connect(Arc::new(client), [pool.clone()]).await?;
+        transport.take();
+        return Ok((
+            Arc::new(b),
+            Some(transport),
+            pool,
+            NodeId::new(args.vm_a.clone())?,
+            NodeId::new(args.vm_b.clone())?,
+        ));
+    }
+    let pool = PoolId::new("local")?;
+    let inner = make_backend(&args.backend, root, &pool)?;
+    Ok((
+        inner,
+        None,
+        pool,
+        NodeId::new("vm-a")?,
+        NodeId::new("vm-b")?,
+    ))
+}
+
+async fn story(args: &Args) -> Result<(String, Vec<Step>, Option<Repeats>), BoxError> {
     let tmp;
     let root = if let Some(r) = &args.root {
         r.clone()
@@ -112,18 +255,17 @@ async fn story(args: &Args) -> Result<(String, Vec<Step>), BoxError> {
         tmp.clone()
     };
     std::fs::create_dir_all(&root)?;
-    let pool = PoolId::new("local")?;
-    let inner = make_backend(&args.backend, &root, &pool)?;
+    let (inner, remote, pool, vm_a, vm_b) = setup(args, &root).await?;
     let counting = Arc::new(Counting::new(inner.clone()));
     let store = Arc::new(RedbStore::open(root.join("journal.redb"))?);
     let orch = Orchestrator::new(counting.clone(), store);
-    let (vm_a, vm_b) = (NodeId::new("vm-a")?, NodeId::new("vm-b")?);
     let mut steps = Vec::new();
     let mut step = |name, t: Instant, detail: String| {
         steps.push(Step {
             name,
             ms: t.elapsed().as_secs_f64() * 1000.0,
             calls: counting.take(),
+            remote: remote.as_ref().map(|r| r.take()),
             detail,
         });
     };
@@ -135,7 +277,11 @@ async fn story(args: &Args) -> Result<(String, Vec<Step>), BoxError> {
 
     let t = Instant::now();
     let lease_a = orch.move_volume(&v.id, &vm_a, MovePolicy::Polite).await?;
-    step("attach to vm-a", t, format!("epoch {}", lease_a.epoch));
+    step(
+        "attach to vm-a",
+        t,
+        format!("{vm_a}, epoch {}", lease_a.epoch),
+    );
 
     let t = Instant::now();
     let dev = orch.device(&v.id, &vm_a).await?;
@@ -160,13 +306,19 @@ async fn story(args: &Args) -> Result<(String, Vec<Step>), BoxError> {
     );
     orch.release(&v.id, &vm_a).await?;
     counting.take();
+    if let Some(r) = &remote {
+        r.take();
+    }
 
     let t = Instant::now();
     let lease_b = orch.move_volume(&v.id, &vm_b, MovePolicy::Polite).await?;
     step(
         "move to vm-b",
         t,
-        format!("fence+detach, attach, lease; epoch {}", lease_b.epoch),
+        format!(
+            "fence+detach, attach, lease; {vm_b}, epoch {}",
+            lease_b.epoch
+        ),
     );
 
     let t = Instant::now();
@@ -185,13 +337,51 @@ async fn story(args: &Args) -> Result<(String, Vec<Step>), BoxError> {
     };
     step("read label on vm-b", t, detail);
 
+    // Repeated moves back and forth (preempting: the story's leases are still live).
+    let mut repeats = None;
+    if args.repeat > 0 {
+        let mut ms = Vec::new();
+        let (mut calls_max, mut remote_max) = (0, None::<(u64, u64)>);
+        let mut here = vm_b.clone();
+        counting.take();
+        if let Some(r) = &remote {
+            r.take();
+        }
+        for _ in 0..args.repeat {
+            let to = if here == vm_a {
+                vm_b.clone()
+            } else {
+                vm_a.clone()
+            };
+            let t = Instant::now();
+            orch.move_volume(&v.id, &to, MovePolicy::Preempt).await?;
+            ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            calls_max = calls_max.max(counting.take());
+            if let Some(r) = &remote {
+                let (trips, tasks) = r.take();
+                let (mt, mk) = remote_max.unwrap_or((0, 0));
+                remote_max = Some((mt.max(trips), mk.max(tasks)));
+            }
+            here = to;
+        }
+        ms.sort_by(f64::total_cmp);
+        repeats = Some(Repeats {
+            moves: ms.len(),
+            p50_ms: percentile(&ms, 0.5),
+            p90_ms: percentile(&ms, 0.9),
+            max_ms: ms[ms.len() - 1],
+            remote_max,
+            backend_calls_max: calls_max,
+        });
+    }
+
     // Clean up: detach and destroy, and remove the temporary root.
     orch.destroy(&v.id, MovePolicy::Preempt).await?;
     if args.root.is_none() {
         drop(orch);
         let _ = std::fs::remove_dir_all(&root);
     }
-    Ok((inner.info().kind.to_owned(), steps))
+    Ok((inner.info().kind.to_owned(), steps, repeats))
 }
 
 fn main() -> ExitCode {
@@ -210,21 +400,43 @@ fn main() -> ExitCode {
         }
     };
     match rt.block_on(story(&args)) {
-        Ok((kind, steps)) => {
+        Ok((kind, steps, repeats)) => {
             if args.json {
                 let doc = json!({
                     "backend": kind,
                     "steps": steps.iter().map(|s| json!({
-                        "step": s.name, "ms": s.ms, "backend_calls": s.calls, "detail": s.detail,
+                        "step": s.name, "ms": s.ms, "backend_calls": s.calls,
+                        "vcenter_round_trips": s.remote.map(|r| r.0),
+                        "vcenter_tasks": s.remote.map(|r| r.1),
+                        "detail": s.detail,
                     })).collect::<Vec<_>>(),
+                    "repeated_moves": repeats.as_ref().map(|r| json!({
+                        "moves": r.moves, "p50_ms": r.p50_ms, "p90_ms": r.p90_ms,
+                        "max_ms": r.max_ms, "backend_calls_max": r.backend_calls_max,
+                        "vcenter_round_trips_max": r.remote_max.map(|x| x.0),
+                        "vcenter_tasks_max": r.remote_max.map(|x| x.1),
+                    })),
                 });
                 println!("{doc}");
             } else {
                 println!("volume-move on the {kind} backend");
                 for s in &steps {
+                    let remote = s.remote.map_or(String::new(), |(trips, tasks)| {
+                        format!("{trips:>2} vCenter round trips, {tasks} tasks  ")
+                    });
                     println!(
-                        "  {:<22} {:>8.2} ms  {:>2} backend calls  {}",
+                        "  {:<22} {:>8.2} ms  {:>2} backend calls  {remote}{}",
                         s.name, s.ms, s.calls, s.detail
+                    );
+                }
+                if let Some(r) = &repeats {
+                    let remote = r.remote_max.map_or(String::new(), |(trips, tasks)| {
+                        format!(", at most {trips} vCenter round trips and {tasks} tasks each")
+                    });
+                    println!(
+                        "  {} more moves: p50 {:.2} ms, p90 {:.2} ms, max {:.2} ms; at most {} \
+                         backend calls{remote}",
+                        r.moves, r.p50_ms, r.p90_ms, r.max_ms, r.backend_calls_max
                     );
                 }
             }
@@ -234,5 +446,18 @@ fn main() -> ExitCode {
             eprintln!("volume-move: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::soap_method;
+
+    #[test]
+    fn soap_method_reads_the_body_element() {
+        let env = "<soapenv:Envelope><soapenv:Body><AttachDisk_Task xmlns=\"urn:vim25\">\
+                   <_this>vm-1</_this></AttachDisk_Task></soapenv:Body></soapenv:Envelope>";
+        assert_eq!(soap_method(env), "AttachDisk_Task");
+        assert_eq!(soap_method("<a/>"), "");
     }
 }

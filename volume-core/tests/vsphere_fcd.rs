@@ -1,0 +1,188 @@
+//! The conformance kit against the First Class Disk backend, on govmomi's vcsim 0.24.2.
+//!
+//! vcsim 0.24.2 implements CreateDisk/List/Retrieve/Delete of First Class Disks but not
+//! `AttachDisk_Task`/`DetachDisk_Task` (the backend then attaches the FCD's VMDK through
+//! `ReconfigVM_Task`, as it does on any server without them) nor `ExtendDisk_Task` (the
+//! backend then reports no resize capability, and the kit checks that resize is refused as
+//! `Unsupported`). Every case of the kit runs; none is skipped.
+//!
+//! Skips (with a printed reason) only when Go is absent and `CI` is unset.
+
+#![cfg(feature = "vsphere")]
+
+mod support;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use support::vcsim::{self, Vcsim};
+use volume_core::backend::Backend;
+use volume_core::backend::vsphere::FcdBackend;
+use volume_core::conformance::{Factory, case_names, convergence_property, run_all};
+use volume_core::{Epoch, Error, NodeId, PoolId, Result, VolumeName, VolumeSpec};
+use vsphere_client::client::Client;
+
+const POOL: &str = "LocalDS_0";
+/// VMs the kit attaches to: its three nodes, the unicode node of case f02 and the eight racers
+/// of `conc_attach_one_winner`.
+const VMS: &[&str] = &[
+    "node-a",
+    "node-b",
+    "node-c",
+    "nœud-ü-東京",
+    "racer-0",
+    "racer-1",
+    "racer-2",
+    "racer-3",
+    "racer-4",
+    "racer-5",
+    "racer-6",
+    "racer-7",
+];
+
+struct Fcd {
+    client: Arc<Client>,
+}
+
+impl Fcd {
+    async fn new(sim: &Vcsim) -> Self {
+        let client = Arc::new(sim.client().await);
+        for name in VMS {
+            vcsim::clone_vm(&client, "/DC0/vm/DC0_H0_VM0", name).await;
+        }
+        Self { client }
+    }
+}
+
+#[async_trait]
+impl Factory for Fcd {
+    async fn backend(&self) -> Result<Arc<dyn Backend>> {
+        let b = FcdBackend::connect(self.client.clone(), [PoolId::new(POOL)?]).await?;
+        // A fresh backend has no volumes: remove what earlier cases left on the datastore.
+        for v in b.list().await? {
+            b.detach(&v.id, Epoch(u64::MAX)).await?;
+            b.destroy(&v.id).await?;
+        }
+        Ok(Arc::new(b))
+    }
+
+    fn pool(&self) -> PoolId {
+        PoolId::new(POOL).expect("valid pool")
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[test]
+fn fcd_backend_passes_the_conformance_kit_on_vcsim() {
+    let Some(sim) = Vcsim::start(&[]) else { return };
+    runtime().block_on(async {
+        let f = Fcd::new(&sim).await;
+        let report = run_all(&f).await;
+        assert!(report.failed.is_empty(), "{report}");
+        assert_eq!(report.passed.len(), case_names().len());
+    });
+}
+
+#[test]
+fn fcd_backend_converges_from_any_state_to_any_state_on_vcsim() {
+    let Some(sim) = Vcsim::start(&[]) else { return };
+    let rt = runtime();
+    let f = rt.block_on(Fcd::new(&sim));
+    // The property's runtime is its own; the client's keepalive runs on `rt`, kept alive here.
+    convergence_property(&f, 6).unwrap();
+    drop(rt);
+}
+
+#[test]
+#[expect(clippy::many_single_char_names, reason = "short names in a short test")]
+fn fcd_backend_specifics_on_vcsim() {
+    let Some(sim) = Vcsim::start(&[]) else { return };
+    runtime().block_on(async {
+        let f = Fcd::new(&sim).await;
+        let b = f.backend().await.unwrap();
+        let info = b.info();
+        assert_eq!(info.kind, "fcd");
+        assert!(
+            !info.capabilities.resize,
+            "vcsim 0.24.2 has no ExtendDisk_Task, so resize must not be advertised"
+        );
+
+        // Create is idempotent by name; the FCD keeps its disk after its VM is deleted.
+        let spec = VolumeSpec::new(VolumeName::new("data").unwrap(), f.pool(), 3 << 20);
+        let v = b.create(&spec).await.unwrap();
+        assert_eq!(v.size_bytes, 3 << 20);
+        assert_eq!(b.create(&spec).await.unwrap().id, v.id);
+
+        // Node ids: a VM's moref value, its inventory path, or its unique name all name it.
+        let vm_a = vcsim::find(&f.client, "/DC0/vm/node-a").await;
+        let by_moref = NodeId::new(vm_a.value.clone()).unwrap();
+        let by_path = NodeId::new("/DC0/vm/node-a").unwrap();
+        let by_name = NodeId::new("node-a").unwrap();
+        let a = b.attach(&v.id, &by_path, Epoch(1)).await.unwrap();
+        assert_eq!(a.attached_to.as_ref(), Some(&by_path));
+        // The same VM under another of its names: already attached, not elsewhere.
+        b.attach(&v.id, &by_moref, Epoch(1)).await.unwrap();
+        b.attach(&v.id, &by_name, Epoch(1)).await.unwrap();
+        let d = b.device(&v.id, &by_moref).await.unwrap();
+        assert!(
+            d.path
+                .to_string_lossy()
+                .starts_with("/dev/disk/by-id/wwn-0x"),
+            "{d:?}"
+        );
+
+        // Attachment truth is read from the VM: the disk is a VirtualDisk with this vDiskId in
+        // node-a's config.hardware.device, in independent-persistent mode.
+        let other = NodeId::new("node-b").unwrap();
+        match b.attach(&v.id, &other, Epoch(1)).await {
+            Err(Error::AttachedElsewhere { .. }) => {}
+            other => panic!("expected AttachedElsewhere, got {other:?}"),
+        }
+        // A second backend instance (another process) sees the attachment too.
+        let fresh = FcdBackend::connect(f.client.clone(), [f.pool()])
+            .await
+            .unwrap();
+        let seen = fresh.get(&v.id).await.unwrap().unwrap();
+        assert_eq!(
+            seen.attached_to,
+            Some(NodeId::new(vm_a.value.clone()).unwrap())
+        );
+        match fresh.attach(&v.id, &other, Epoch(1)).await {
+            Err(Error::AttachedElsewhere { node, .. }) => assert_eq!(node.as_str(), vm_a.value),
+            other => panic!("expected AttachedElsewhere, got {other:?}"),
+        }
+
+        // Unknown nodes are typed errors and change nothing.
+        match b
+            .attach(&v.id, &NodeId::new("no-such-vm").unwrap(), Epoch(1))
+            .await
+        {
+            Err(Error::UnknownNode { .. } | Error::AttachedElsewhere { .. }) => {}
+            other => panic!("expected UnknownNode, got {other:?}"),
+        }
+        b.detach(&v.id, Epoch(2)).await.unwrap();
+        match b
+            .attach(&v.id, &NodeId::new("no-such-vm").unwrap(), Epoch(2))
+            .await
+        {
+            Err(Error::UnknownNode { .. }) => {}
+            other => panic!("expected UnknownNode, got {other:?}"),
+        }
+        assert!(b.get(&v.id).await.unwrap().unwrap().attached_to.is_none());
+
+        // Resize is refused as unsupported on this server.
+        match b.resize(&v.id, 8 << 20, Epoch(2)).await {
+            Err(Error::Unsupported { .. }) => {}
+            other => panic!("expected Unsupported, got {other:?}"),
+        }
+        b.destroy(&v.id).await.unwrap();
+        assert!(b.get(&v.id).await.unwrap().is_none());
+    });
+}
