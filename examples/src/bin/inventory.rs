@@ -221,9 +221,10 @@ mod tests {
 
     fn vcsim() -> Option<(std::process::Child, String)> {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let bin = match std::env::var_os("GOVMOMI_VCSIM") {
-            Some(p) => std::path::PathBuf::from(p),
-            None => {
+        let bin = if let Some(p) = std::env::var_os("GOVMOMI_VCSIM") {
+            std::path::PathBuf::from(p)
+        } else {
+            {
                 let go = Command::new("go").arg("version").output().is_ok();
                 if !go && std::env::var_os("CI").is_none() {
                     eprintln!("skipping: Go is not installed and CI is unset");
