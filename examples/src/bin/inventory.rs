@@ -224,17 +224,15 @@ mod tests {
         let bin = if let Some(p) = std::env::var_os("GOVMOMI_VCSIM") {
             std::path::PathBuf::from(p)
         } else {
-            {
-                let go = Command::new("go").arg("version").output().is_ok();
-                if !go && std::env::var_os("CI").is_none() {
-                    eprintln!("skipping: Go is not installed and CI is unset");
-                    return None;
-                }
-                let out = Command::new(root.join("peers/build.sh")).output().unwrap();
-                assert!(out.status.success(), "peers/build.sh failed");
-                let text = String::from_utf8(out.stdout).unwrap();
-                std::path::PathBuf::from(text.lines().next().unwrap().trim())
+            let go = Command::new("go").arg("version").output().is_ok();
+            if !go && std::env::var_os("CI").is_none() {
+                eprintln!("skipping: Go is not installed and CI is unset");
+                return None;
             }
+            let out = Command::new(root.join("peers/build.sh")).output().unwrap();
+            assert!(out.status.success(), "peers/build.sh failed");
+            let text = String::from_utf8(out.stdout).unwrap();
+            std::path::PathBuf::from(text.lines().next().unwrap().trim())
         };
         let mut child = Command::new(bin)
             .args(["-listen", "127.0.0.1:0", "-exit-on-stdin-eof"])
