@@ -12,6 +12,7 @@
 //! and `free_space` for datastores and `connection_state` for hosts.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use serde_json::{Map, Value, json};
@@ -174,7 +175,7 @@ async fn listing(client: &Client, patterns: &[String], json: bool) -> Result<Vec
             let mut s = format!("{}\t{}\t{}", o.path, o.type_name(), o.reference.value);
             for (_, key) in extras(o.type_name()) {
                 if let Some(v) = obj.get(*key) {
-                    s.push_str(&format!("\t{key}={}", v.to_string().trim_matches('"')));
+                    let _ = write!(s, "\t{key}={}", v.to_string().trim_matches('"'));
                 }
             }
             s
