@@ -16,7 +16,8 @@ use vsphere_client::Error;
 use vsphere_client::client::{Client, ConnectOptions, Properties, RetrieveSpec, fcd_id};
 use vsphere_client::codec::ManagedObjectReference;
 use vsphere_client::types::{
-    ObjectSpec, PropertyFilterSpec, PropertySpec, TaskInfoState, VirtualMachinePowerState,
+    ObjectSpec, PropertyFilterSpec, PropertySpec, TaskInfoState, VirtualMachineCloneSpec,
+    VirtualMachinePowerState,
 };
 
 /// The vcsim binary, or why there is none (outside CI only).
@@ -350,7 +351,7 @@ async fn tasks_report_progress_results_and_typed_faults() {
         .map(|o| o.reference.clone())
         .unwrap();
     let clone = vm
-        .clone_to(&folder, "clone-1", &Default::default())
+        .clone_to(&folder, "clone-1", &VirtualMachineCloneSpec::default())
         .await
         .expect("clone");
     assert_eq!(clone.type_, "VirtualMachine");

@@ -294,19 +294,18 @@ mod tests {
         use std::io::BufRead as _;
         use std::process::{Command as Cmd, Stdio};
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let bin = match std::env::var_os("GOVMOMI_VCSIM") {
-            Some(p) => std::path::PathBuf::from(p),
-            None => {
-                let go = Cmd::new("go").arg("version").output().is_ok();
-                if !go && std::env::var_os("CI").is_none() {
-                    eprintln!("skipping: Go is not installed and CI is unset");
-                    return None;
-                }
-                let out = Cmd::new(root.join("peers/build.sh")).output().unwrap();
-                assert!(out.status.success(), "peers/build.sh failed");
-                let text = String::from_utf8(out.stdout).unwrap();
-                std::path::PathBuf::from(text.lines().next().unwrap().trim())
+        let bin = if let Some(p) = std::env::var_os("GOVMOMI_VCSIM") {
+            std::path::PathBuf::from(p)
+        } else {
+            let go = Cmd::new("go").arg("version").output().is_ok();
+            if !go && std::env::var_os("CI").is_none() {
+                eprintln!("skipping: Go is not installed and CI is unset");
+                return None;
             }
+            let out = Cmd::new(root.join("peers/build.sh")).output().unwrap();
+            assert!(out.status.success(), "peers/build.sh failed");
+            let text = String::from_utf8(out.stdout).unwrap();
+            std::path::PathBuf::from(text.lines().next().unwrap().trim())
         };
         let mut child = Cmd::new(bin)
             .args(["-listen", "127.0.0.1:0", "-exit-on-stdin-eof"])

@@ -12,6 +12,7 @@
 //! and `free_space` for datastores and `connection_state` for hosts.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use serde_json::{Map, Value, json};
@@ -174,7 +175,7 @@ async fn listing(client: &Client, patterns: &[String], json: bool) -> Result<Vec
             let mut s = format!("{}\t{}\t{}", o.path, o.type_name(), o.reference.value);
             for (_, key) in extras(o.type_name()) {
                 if let Some(v) = obj.get(*key) {
-                    s.push_str(&format!("\t{key}={}", v.to_string().trim_matches('"')));
+                    let _ = write!(s, "\t{key}={}", v.to_string().trim_matches('"'));
                 }
             }
             s
@@ -221,19 +222,18 @@ mod tests {
 
     fn vcsim() -> Option<(std::process::Child, String)> {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let bin = match std::env::var_os("GOVMOMI_VCSIM") {
-            Some(p) => std::path::PathBuf::from(p),
-            None => {
-                let go = Command::new("go").arg("version").output().is_ok();
-                if !go && std::env::var_os("CI").is_none() {
-                    eprintln!("skipping: Go is not installed and CI is unset");
-                    return None;
-                }
-                let out = Command::new(root.join("peers/build.sh")).output().unwrap();
-                assert!(out.status.success(), "peers/build.sh failed");
-                let text = String::from_utf8(out.stdout).unwrap();
-                std::path::PathBuf::from(text.lines().next().unwrap().trim())
+        let bin = if let Some(p) = std::env::var_os("GOVMOMI_VCSIM") {
+            std::path::PathBuf::from(p)
+        } else {
+            let go = Command::new("go").arg("version").output().is_ok();
+            if !go && std::env::var_os("CI").is_none() {
+                eprintln!("skipping: Go is not installed and CI is unset");
+                return None;
             }
+            let out = Command::new(root.join("peers/build.sh")).output().unwrap();
+            assert!(out.status.success(), "peers/build.sh failed");
+            let text = String::from_utf8(out.stdout).unwrap();
+            std::path::PathBuf::from(text.lines().next().unwrap().trim())
         };
         let mut child = Command::new(bin)
             .args(["-listen", "127.0.0.1:0", "-exit-on-stdin-eof"])

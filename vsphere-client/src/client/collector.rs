@@ -23,7 +23,7 @@ use crate::types::{PropertyFilterSpec, UpdateSet, WaitOptions};
 /// when its `maxWaitSeconds` passes or the collector is destroyed.
 pub struct Collector {
     inner: Arc<Inner>,
-    collector: PropertyCollector,
+    pc: PropertyCollector,
     version: Option<String>,
     closed: bool,
 }
@@ -31,7 +31,7 @@ pub struct Collector {
 impl std::fmt::Debug for Collector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Collector")
-            .field("collector", &self.collector.reference().value)
+            .field("collector", &self.pc.reference().value)
             .field("version", &self.version)
             .finish_non_exhaustive()
     }
@@ -55,7 +55,7 @@ impl Client {
         let reference = session_pc.create_property_collector(self).await?;
         Ok(Collector {
             inner: Arc::clone(&self.inner),
-            collector: PropertyCollector::from_reference(reference),
+            pc: PropertyCollector::from_reference(reference),
             version: None,
             closed: false,
         })
@@ -65,7 +65,7 @@ impl Client {
 impl Collector {
     /// The collector's reference.
     pub fn reference(&self) -> &ManagedObjectReference {
-        self.collector.reference()
+        self.pc.reference()
     }
 
     /// The version of the last update set received (`None` before the first).
@@ -83,7 +83,7 @@ impl Collector {
             return Err(Error::SessionClosed);
         }
         let r = self
-            .collector
+            .pc
             .create_filter(&*self.inner, spec, partial_updates)
             .await?;
         Ok(PropertyFilter::from_reference(r))
@@ -104,7 +104,7 @@ impl Collector {
             ..WaitOptions::default()
         };
         let set = self
-            .collector
+            .pc
             .wait_for_updates_ex(&*self.inner, self.version.as_deref(), Some(&options))
             .await?;
         if let Some(set) = &set {
@@ -116,15 +116,13 @@ impl Collector {
     /// Cancels a wait in progress on this collector (`CancelWaitForUpdates`), e.g. from another
     /// task; that wait then fails with the `RequestCanceled` fault.
     pub async fn cancel_wait(&self) -> Result<(), Error> {
-        self.collector.cancel_wait_for_updates(&*self.inner).await
+        self.pc.cancel_wait_for_updates(&*self.inner).await
     }
 
     /// Destroys the collector and its filters on the server.
     pub async fn close(mut self) -> Result<(), Error> {
         self.closed = true;
-        self.collector
-            .destroy_property_collector(&*self.inner)
-            .await
+        self.pc.destroy_property_collector(&*self.inner).await
     }
 }
 
@@ -135,7 +133,7 @@ impl Drop for Collector {
         }
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let inner = Arc::clone(&self.inner);
-            let collector = self.collector.clone();
+            let collector = self.pc.clone();
             rt.spawn(async move {
                 if let Err(e) = collector.destroy_property_collector(&*inner).await {
                     tracing::debug!(error = %e, "destroying a dropped property collector failed");

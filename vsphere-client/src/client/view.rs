@@ -16,13 +16,13 @@ use crate::types::{ObjectSpec, PropertyFilterSpec, PropertySpec, SelectionSpec, 
 pub struct View<'c> {
     client: &'c Client,
     inner: Arc<Inner>,
-    view: ManagedObjectView,
+    mo: ManagedObjectView,
     closed: bool,
 }
 
 impl std::fmt::Debug for View<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("View").field(self.view.reference()).finish()
+        f.debug_tuple("View").field(self.mo.reference()).finish()
     }
 }
 
@@ -104,7 +104,7 @@ impl Client {
         View {
             client: self,
             inner: Arc::clone(&self.inner),
-            view: ManagedObjectView::from_reference(reference),
+            mo: ManagedObjectView::from_reference(reference),
             closed: false,
         }
     }
@@ -113,7 +113,7 @@ impl Client {
 impl<'c> View<'c> {
     /// The view's reference.
     pub fn reference(&self) -> &ManagedObjectReference {
-        self.view.reference()
+        self.mo.reference()
     }
 
     /// The retrieval of properties `paths` of the view's objects of type `type_name`.
@@ -145,7 +145,7 @@ impl<'c> View<'c> {
     /// Destroys the view on the server.
     pub async fn close(mut self) -> Result<(), Error> {
         self.closed = true;
-        self.view.destroy_view(self.client).await
+        self.mo.destroy_view(self.client).await
     }
 }
 
@@ -156,7 +156,7 @@ impl Drop for View<'_> {
         }
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let inner = Arc::clone(&self.inner);
-            let view = self.view.clone();
+            let view = self.mo.clone();
             rt.spawn(async move {
                 if let Err(e) = view.destroy_view(&*inner).await {
                     tracing::debug!(error = %e, "destroying a dropped view failed");
