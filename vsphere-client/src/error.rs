@@ -85,6 +85,28 @@ pub enum Error {
     /// The client was logged out; make a new one.
     #[error("the session was closed by logout")]
     SessionClosed,
+    /// The Automation REST API answered with an error, in either style (`/api`'s
+    /// `error_type`, `/rest`'s `type`); `kind` says which (`NotFound`, `AlreadyExists`, ...).
+    #[error("{what} failed: {kind} (HTTP {status}) {message}")]
+    Rest {
+        /// What was being done (`create tag`).
+        what: &'static str,
+        /// The HTTP status.
+        status: u16,
+        /// The error's kind.
+        kind: crate::rest::RestErrorKind,
+        /// The server's messages, joined (may be empty).
+        message: String,
+    },
+    /// A REST response was not the JSON its operation documents.
+    #[error("cannot decode the REST response to {what}")]
+    RestDecode {
+        /// What was being done.
+        what: &'static str,
+        /// What was wrong with it.
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 impl Error {
@@ -99,6 +121,14 @@ impl Error {
     /// Whether the server sent a fault of type `name` (`"InvalidLogin"`, `"NotAuthenticated"`).
     pub fn is_fault(&self, name: &str) -> bool {
         self.fault().is_some_and(|f| f.fault_type() == name)
+    }
+
+    /// The kind of a REST API error ([`Error::Rest`]).
+    pub fn rest_kind(&self) -> Option<&crate::rest::RestErrorKind> {
+        match self {
+            Self::Rest { kind, .. } => Some(kind),
+            _ => None,
+        }
     }
 }
 
