@@ -177,13 +177,22 @@ async fn rest_tagging_against_govmomi_vcsim() {
     assert_eq!(got.associable_types, ["VirtualMachine"]);
 
     let tag = rest.create_tag(&TagSpec::new("prod", &cat)).await.unwrap();
-    assert_eq!(rest.list_tags_for_category(&cat).await.unwrap(), [tag.clone()]);
+    assert_eq!(
+        rest.list_tags_for_category(&cat).await.unwrap(),
+        std::slice::from_ref(&tag)
+    );
     assert!(rest.list_tags().await.unwrap().contains(&tag));
     assert_eq!(rest.get_tag(&tag).await.unwrap().category_id, cat);
 
     rest.attach(&tag, &vm).await.unwrap();
-    assert_eq!(rest.list_attached_objects(&tag).await.unwrap(), [vm.clone()]);
-    assert_eq!(rest.list_attached_tags(&vm).await.unwrap(), [tag.clone()]);
+    assert_eq!(
+        rest.list_attached_objects(&tag).await.unwrap(),
+        std::slice::from_ref(&vm)
+    );
+    assert_eq!(
+        rest.list_attached_tags(&vm).await.unwrap(),
+        std::slice::from_ref(&tag)
+    );
     let other = ObjectId::vm("vm-does-not-matter-to-vcsim");
     rest.attach_to_objects(&tag, std::slice::from_ref(&other))
         .await

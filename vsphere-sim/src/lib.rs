@@ -27,10 +27,12 @@
 //!   paging, `ContinueRetrievePropertiesEx`, `CancelRetrievePropertiesEx`, with ObjectSpec,
 //!   TraversalSpec and named recursive SelectionSpec, `skip`, `pathSet`/`all` and nested paths;
 //! - the ViewManager: `CreateContainerView` (recursive, type filter) and `DestroyView`;
-//! - `GET /sdk/vimServiceVersions.xml`.
+//! - `GET /sdk/vimServiceVersions.xml`;
+//! - the Automation REST API on `/api` and `/rest` (sessions, vcenter listing of VMs, hosts,
+//!   datastores, clusters and networks, tagging with associations; see the `rest` module).
 //!
 //! Every other method answers the `NotImplemented` fault, naming itself. Tasks, VM
-//! operations, First Class Disks, REST, TLS, `--state-dir` and fault injection are not built
+//! operations, First Class Disks, TLS, `--state-dir` and fault injection are not built
 //! yet.
 //!
 //! # Layering
@@ -52,6 +54,7 @@ mod collector;
 mod error;
 mod inventory;
 mod path;
+mod rest;
 mod server;
 
 use std::fmt::Write as _;

@@ -63,8 +63,10 @@ struct Session {
 pub(crate) struct SimState {
     pub(crate) inv: Inventory,
     sessions: HashMap<String, Session>,
-    config: Config,
+    pub(crate) config: Config,
     next_token: u64,
+    /// The Automation REST side: its sessions and the tagging store.
+    pub(crate) rest: crate::rest::Store,
 }
 
 impl SimState {
@@ -86,6 +88,7 @@ impl SimState {
             sessions: HashMap::new(),
             config,
             next_token: 0,
+            rest: crate::rest::Store::default(),
         }
     }
 
@@ -93,7 +96,7 @@ impl SimState {
     pub(crate) fn expire_sessions(&mut self) -> usize {
         let n = self.sessions.len();
         self.sessions.clear();
-        n
+        n + self.rest.expire_sessions()
     }
 }
 
@@ -105,6 +108,7 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/sdk", post(soap))
         .route("/sdk/vimService", post(soap))
         .route("/sdk/vimServiceVersions.xml", get(versions))
+        .merge(crate::rest::router())
         .with_state(state)
 }
 

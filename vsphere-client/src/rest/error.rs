@@ -101,10 +101,13 @@ impl RestErrorKind {
     pub fn status(&self) -> u16 {
         match self {
             Self::NotFound => 404,
-            Self::AlreadyExists | Self::InvalidArgument | Self::Other(_) => 400,
+            Self::AlreadyExists
+            | Self::InvalidArgument
+            | Self::ResourceInUse
+            | Self::NotAllowedInCurrentState
+            | Self::Other(_) => 400,
             Self::Unauthenticated => 401,
             Self::Unauthorized => 403,
-            Self::ResourceInUse | Self::NotAllowedInCurrentState => 400,
             Self::Unsupported => 501,
             Self::ServiceUnavailable => 503,
             Self::Internal => 500,
@@ -189,7 +192,10 @@ mod tests {
         );
         assert_eq!((k, m.as_str()), (RestErrorKind::AlreadyExists, "exists"));
         let (k, m) = parse_error(404, "404 page not found\n");
-        assert_eq!((k, m.as_str()), (RestErrorKind::NotFound, "404 page not found"));
+        assert_eq!(
+            (k, m.as_str()),
+            (RestErrorKind::NotFound, "404 page not found")
+        );
         let (k, _) = parse_error(400, r#"{"type":"com.vmware.vapi.std.errors.timed_out"}"#);
         assert_eq!(k, RestErrorKind::Other("timed_out".into()));
     }

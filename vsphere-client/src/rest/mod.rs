@@ -630,8 +630,12 @@ impl RestClient {
     /// Deletes a category, and with it its tags and their associations.
     pub async fn delete_category(&self, id: &str) -> Result<(), Error> {
         let style = self.style();
-        let call = Call::new("delete category", Method::DELETE, &tagging(style, "category"))
-            .segment(id_segment(style, id));
+        let call = Call::new(
+            "delete category",
+            Method::DELETE,
+            &tagging(style, "category"),
+        )
+        .segment(id_segment(style, id));
         self.call(call).await.map(drop)
     }
 
@@ -795,7 +799,10 @@ mod tests {
             tagging(ApiStyle::Rest, "tag"),
             ["rest", "com", "vmware", "cis", "tagging", "tag"]
         );
-        assert_eq!(tagging(ApiStyle::Api, "tag"), ["api", "cis", "tagging", "tag"]);
+        assert_eq!(
+            tagging(ApiStyle::Api, "tag"),
+            ["api", "cis", "tagging", "tag"]
+        );
         assert_eq!(id_segment(ApiStyle::Rest, "urn:x"), "id:urn:x");
         assert_eq!(id_segment(ApiStyle::Api, "urn:x"), "urn:x");
         assert_eq!(ApiStyle::Rest.action_key(), "~action");

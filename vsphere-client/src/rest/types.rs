@@ -192,7 +192,11 @@ pub struct NetworkSummary {
 
 /// Appends `key=value` for each value, in the query style of the API (`names=a` on `/api`,
 /// `filter.names=a` on `/rest`).
-fn push_all<'a>(out: &mut Vec<(String, String)>, key: &str, values: impl IntoIterator<Item = &'a str>) {
+fn push_all<'a>(
+    out: &mut Vec<(String, String)>,
+    key: &str,
+    values: impl IntoIterator<Item = &'a str>,
+) {
     for v in values {
         out.push((key.to_owned(), v.to_owned()));
     }
