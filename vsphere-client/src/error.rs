@@ -126,6 +126,28 @@ pub enum Error {
         /// The name (or inventory path) of the VM that has it.
         vm: String,
     },
+    /// The Automation REST API answered with an error, in either style (`/api`'s
+    /// `error_type`, `/rest`'s `type`); `kind` says which (`NotFound`, `AlreadyExists`, ...).
+    #[error("{what} failed: {kind} (HTTP {status}) {message}")]
+    Rest {
+        /// What was being done (`create tag`).
+        what: &'static str,
+        /// The HTTP status.
+        status: u16,
+        /// The error's kind.
+        kind: crate::rest::RestErrorKind,
+        /// The server's messages, joined (may be empty).
+        message: String,
+    },
+    /// A REST response was not the JSON its operation documents.
+    #[error("cannot decode the REST response to {what}")]
+    RestDecode {
+        /// What was being done.
+        what: &'static str,
+        /// What was wrong with it.
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 impl Error {
@@ -159,6 +181,14 @@ impl Error {
         ) || ["NotImplemented", "MethodNotFound", "NotSupported"]
             .iter()
             .any(|k| self.fault().is_some_and(|f| f.fault_type() == *k))
+    }
+
+    /// The kind of a REST API error ([`Error::Rest`]).
+    pub fn rest_kind(&self) -> Option<&crate::rest::RestErrorKind> {
+        match self {
+            Self::Rest { kind, .. } => Some(kind),
+            _ => None,
+        }
     }
 }
 

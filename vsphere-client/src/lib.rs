@@ -18,6 +18,8 @@
 //! - [`rpc`]: the [`rpc::Caller`] trait through which methods reach a server.
 //! - [`client`]: the session-aware [`client::Client`] (transport with TLS pinning, version
 //!   negotiation, login, transparent re-login, keepalive) and paged property retrieval.
+//! - [`rest`]: the Automation REST API ([`rest::RestClient`]): sessions on `/api/session` with
+//!   fallback to `/rest/com/vmware/cis/session`, vcenter listing and tagging.
 //!
 //! ```
 //! use vsphere_client::codec::{Decoder, FieldInfo, FieldKind, Service, Since, Value};
@@ -45,10 +47,12 @@ pub mod codec;
 mod error;
 #[rustfmt::skip]
 mod generated;
+pub mod rest;
 pub mod rpc;
 
 pub use error::Error;
 pub use generated::{mo, types};
+pub use rest::RestClient;
 
 /// A short, human-readable statement of what this crate can do in this build.
 ///

@@ -46,7 +46,9 @@
 //!   [`Simulator::fail_next`], [`Simulator::expire_sessions`],
 //!   [`Simulator::set_session_idle_timeout`], and the same over `POST /_sim/...` (see the
 //!   README);
-//! - `GET /sdk/vimServiceVersions.xml`.
+//! - `GET /sdk/vimServiceVersions.xml`;
+//! - the Automation REST API on `/api` and `/rest` (sessions, vcenter listing of VMs, hosts,
+//!   datastores, clusters and networks, tagging with associations; see the README).
 //!
 //! `--state-dir` ([`SimulatorBuilder::state_dir`]): the inventory survives a restart.
 //!
@@ -94,6 +96,7 @@ mod fcd;
 mod inject;
 mod inventory;
 mod path;
+mod rest;
 mod search;
 mod server;
 mod state;

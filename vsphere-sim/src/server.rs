@@ -95,6 +95,8 @@ pub(crate) struct SimState {
     /// Tasks created by the current call, for the server to run.
     pending: Vec<(String, Job)>,
     pub(crate) inject: inject::Injection,
+    /// The Automation REST side: its sessions and the tagging store.
+    pub(crate) rest: crate::rest::Store,
 }
 
 impl SimState {
@@ -130,6 +132,7 @@ impl SimState {
             filters: Vec::new(),
             pending: Vec::new(),
             inject: inject::Injection::default(),
+            rest: crate::rest::Store::default(),
         }
     }
 
@@ -140,7 +143,7 @@ impl SimState {
             self.end_session(k);
         }
         self.changed();
-        keys.len()
+        keys.len() + self.rest.expire_sessions()
     }
 
     /// Ends a session with its collectors and filters.
@@ -204,6 +207,7 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/sdk", post(soap))
         .route("/sdk/vimService", post(soap))
         .route("/sdk/vimServiceVersions.xml", get(versions))
+        .merge(crate::rest::router())
         .with_state(state)
 }
 

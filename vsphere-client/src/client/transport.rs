@@ -365,6 +365,11 @@ impl HttpTransport {
         })?;
         Ok(Self { http })
     }
+
+    /// The configured reqwest client (shared by the REST client, same TLS settings).
+    pub(crate) fn reqwest_client(&self) -> &reqwest::Client {
+        &self.http
+    }
 }
 
 fn http_error(e: reqwest::Error, what: &'static str) -> Error {
