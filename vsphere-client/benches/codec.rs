@@ -64,7 +64,7 @@ fn time<T>(repeat: u32, mut f: impl FnMut() -> T) -> (Duration, Option<Duration>
         drop(last.replace(v));
     }
     let cpu = match (cpu0, thread_cpu()) {
-        (Some(a), Some(b)) => Some((b - a) / repeat),
+        (Some(a), Some(b)) => Some(b.saturating_sub(a) / repeat),
         _ => None,
     };
     (best, cpu, last.expect("repeat >= 1"))
