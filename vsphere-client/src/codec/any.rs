@@ -380,7 +380,9 @@ impl Value for Any {
             match lookup_type(name) {
                 Some(TypeRef::Data(info)) => {
                     let f = field_of(FieldKind::Data(info));
-                    return decode_data(d, start, &f, info).map(Self::Data);
+                    let mut obj = (info.new)();
+                    super::decode_object(d, start, &f, &mut *obj)?;
+                    return Ok(Self::Data(obj));
                 }
                 Some(TypeRef::Enum(info)) => {
                     let text = d.read_text(start)?;

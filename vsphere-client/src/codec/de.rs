@@ -4,8 +4,8 @@ use std::borrow::Cow;
 use std::fmt;
 
 use quick_xml::events::{BytesStart, Event};
-use quick_xml::name::{QName, ResolveResult};
-use quick_xml::reader::NsReader;
+use quick_xml::name::{NamespaceResolver, QName, ResolveResult};
+use quick_xml::reader::Reader;
 
 use super::{DataObject, FieldInfo, FieldMut};
 
@@ -164,11 +164,28 @@ impl Start<'_> {
 }
 
 /// A pull decoder over one XML document held in memory.
+///
+/// Namespaces are resolved with quick-xml's [`NamespaceResolver`], fed only by the elements that
+/// declare bindings (`xmlns`, `xmlns:p`): most elements of a SOAP body declare none, and skipping
+/// the per-element scope bookkeeping of quick-xml's `NsReader` makes the reader about a fifth
+/// faster. Names are resolved against the same bindings an `NsReader` would hold.
 pub struct Decoder<'i> {
-    reader: NsReader<&'i [u8]>,
+    reader: Reader<&'i [u8]>,
+    ns: NamespaceResolver,
+    /// The depths of the open elements that declared namespace bindings, innermost last.
+    ns_scopes: Vec<u32>,
+    /// The last event was an empty element that declared bindings: drop them before the next.
+    pending_pop: bool,
     input: &'i str,
     text: String,
     depth: u32,
+}
+
+/// Whether a start tag may declare namespace bindings (a false positive only costs an empty
+/// scope).
+fn declares_ns(tag: &BytesStart<'_>) -> bool {
+    let raw = tag.attributes_raw();
+    !raw.is_empty() && raw.contains("xmlns")
 }
 
 /// Elements nest at most this deep: vSphere payloads stay far below it, and the limit keeps a
@@ -186,13 +203,16 @@ impl fmt::Debug for Decoder<'_> {
 impl<'i> Decoder<'i> {
     /// A decoder over `input`.
     pub fn new(input: &'i str) -> Self {
-        let mut reader = NsReader::from_str(input);
+        let mut reader = Reader::from_str(input);
         let config = reader.config_mut();
         config.trim_text(false);
         config.check_end_names = true;
         config.expand_empty_elements = false;
         Self {
             reader,
+            ns: NamespaceResolver::default(),
+            ns_scopes: Vec::new(),
+            pending_pop: false,
             input,
             text: String::new(),
             depth: 0,
@@ -230,11 +250,15 @@ impl<'i> Decoder<'i> {
     }
 
     fn read(&mut self) -> Result<Event<'i>, DecodeError> {
+        if self.pending_pop {
+            self.ns.pop();
+            self.pending_pop = false;
+        }
         match self.reader.read_event() {
             Ok(Event::Eof) => Err(self.truncated()),
             Ok(ev) => {
-                match ev {
-                    Event::Start(_) => {
+                match &ev {
+                    Event::Start(tag) => {
                         self.depth += 1;
                         if self.depth > MAX_DEPTH {
                             return Err(DecodeError::unexpected(
@@ -242,14 +266,34 @@ impl<'i> Decoder<'i> {
                                 self.position(),
                             ));
                         }
+                        if declares_ns(tag) {
+                            self.push_ns(tag)?;
+                            self.ns_scopes.push(self.depth);
+                        }
                     }
-                    Event::End(_) => self.depth = self.depth.saturating_sub(1),
+                    Event::Empty(tag) if declares_ns(tag) => {
+                        self.push_ns(tag)?;
+                        self.pending_pop = true;
+                    }
+                    Event::End(_) => {
+                        if self.ns_scopes.last() == Some(&self.depth) {
+                            self.ns_scopes.pop();
+                            self.ns.pop();
+                        }
+                        self.depth = self.depth.saturating_sub(1);
+                    }
                     _ => {}
                 }
                 Ok(ev)
             }
             Err(e) => Err(self.xml_error(&e)),
         }
+    }
+
+    fn push_ns(&mut self, tag: &BytesStart<'_>) -> Result<(), DecodeError> {
+        self.ns
+            .push(tag)
+            .map_err(|e| self.xml_error(&quick_xml::Error::from(e)))
     }
 
     fn start(
@@ -277,14 +321,14 @@ impl<'i> Decoder<'i> {
                 }
                 continue;
             }
-            let (ns, _) = self.reader.resolver().resolve_attribute(key);
+            let (ns, _) = self.ns.resolve_attribute(key);
             if !matches!(ns, ResolveResult::Bound(n) if n.0 == XSI_NS) {
                 continue;
             }
             match local {
                 "type" => {
                     let value = self.attr_value(&attr)?;
-                    let (ns, name) = self.reader.resolver().resolve_element(QName(value.trim()));
+                    let (ns, name) = self.ns.resolve_element(QName(value.trim()));
                     let ns = match ns {
                         ResolveResult::Bound(n) if n.0 == XSD_NS => XsiNs::Xsd,
                         _ => XsiNs::Vim,
@@ -448,10 +492,7 @@ pub fn decode_object(
     let fields = object.type_info().all_fields();
     let mut cursor = 0;
     while let Some(child) = d.next_child()? {
-        let name = child.local();
-        let found = (cursor..fields.len())
-            .chain(0..cursor)
-            .find(|&i| fields[i].name == name);
+        let found = find_field(fields, cursor, child.local());
         let Some(i) = found else {
             d.skip(&child)?;
             continue;
@@ -469,6 +510,17 @@ pub fn decode_object(
         }
     }
     Ok(())
+}
+
+/// The index of the property called `name`, searched from `cursor` (the previous property's
+/// index: the wire sends properties in schema order) to the end, then from the start.
+#[inline]
+fn find_field(fields: &[&FieldInfo], cursor: usize, name: &str) -> Option<usize> {
+    let (before, from) = fields.split_at(cursor.min(fields.len()));
+    if let Some(i) = from.iter().position(|f| f.name == name) {
+        return Some(cursor + i);
+    }
+    before.iter().position(|f| f.name == name)
 }
 
 /// The body of a SOAP response: a result, or a fault.
@@ -537,7 +589,7 @@ pub(crate) fn open_body(d: &mut Decoder<'_>) -> Result<Body, DecodeError> {
         let Some(inner) = d.next_child()? else {
             return Err(DecodeError::unexpected("empty SOAP Body", d.position()));
         };
-        let (ns, _) = d.reader.resolver().resolve_element(inner.tag.name());
+        let (ns, _) = d.ns.resolve_element(inner.tag.name());
         let is_fault =
             inner.local() == "Fault" && matches!(ns, ResolveResult::Bound(n) if n.0 == SOAPENV_NS);
         if is_fault {
