@@ -24,7 +24,9 @@
 //!   volume at a time (one async mutex per volume), inside this process. Reconfigurations from
 //!   other processes are serialized by vCenter itself (`TaskInProgress`).
 //! - **Create by name is idempotent**: an FCD of the same name on the datastore with the same
-//!   size and labels is returned; another size is [`Error::NameConflict`].
+//!   size and labels is returned; another size is [`Error::NameConflict`]. The size asked for
+//!   is kept in the disk's creation metadata (`volume-core.requested-bytes`), so the original
+//!   spec still matches after `ExtendDisk_Task` grew the disk.
 //!
 //! What this backend does not do yet (typed errors say so where they apply):
 //!
@@ -85,6 +87,9 @@ use crate::model::{
 const MIB: u64 = 1 << 20;
 /// The metadata key prefix under which labels are stored on the disk.
 const LABEL_PREFIX: &str = "volume-core.label.";
+/// The metadata key holding the size the creator asked for (rounded up), so that `create` with
+/// the original spec stays idempotent after a resize grew the disk.
+const REQUESTED_KEY: &str = "volume-core.requested-bytes";
 
 /// What the backend knows about one FCD from `RetrieveVStorageObject`.
 #[derive(Clone, Debug)]
@@ -96,6 +101,8 @@ struct Fcd {
     capacity_mb: i64,
     file: String,
     labels: Option<Labels>,
+    /// The creator's rounded size, from the disk's metadata (`None` for disks made elsewhere).
+    requested_bytes: Option<u64>,
 }
 
 /// Per-volume state this instance keeps (see the module documentation).
@@ -237,8 +244,11 @@ impl FcdBackend {
             .unwrap_or_default();
         let mut labels = Labels::default();
         let mut any = false;
+        let mut requested_bytes = None;
         for kv in &base.metadata {
-            if let Some(k) = kv.key.strip_prefix(LABEL_PREFIX) {
+            if kv.key == REQUESTED_KEY {
+                requested_bytes = kv.value.parse().ok();
+            } else if let Some(k) = kv.key.strip_prefix(LABEL_PREFIX) {
                 any = true;
                 let _ = labels.insert(k, kv.value.clone());
             }
@@ -251,6 +261,7 @@ impl FcdBackend {
             capacity_mb: config.capacity_in_mb,
             file,
             labels: any.then_some(labels),
+            requested_bytes,
         })
     }
 
@@ -384,7 +395,7 @@ impl FcdBackend {
             name: f.name.clone(),
             pool: f.pool.clone(),
             size_bytes: size,
-            requested_bytes_rounded: size,
+            requested_bytes_rounded: f.requested_bytes.unwrap_or(size),
             labels: f.labels.clone().unwrap_or(l.labels),
             attached_to,
             generation: l.generation,
@@ -574,6 +585,11 @@ impl Backend for FcdBackend {
                             value: v.to_owned(),
                             ..KeyValue::default()
                         })
+                        .chain(std::iter::once(KeyValue {
+                            key: REQUESTED_KEY.to_owned(),
+                            value: allocated.to_string(),
+                            ..KeyValue::default()
+                        }))
                         .collect(),
                     ..VslmCreateSpec::default()
                 };
@@ -782,7 +798,6 @@ impl Backend for FcdBackend {
             .map_err(|e| Self::task_error(e, "ExtendDisk_Task", &f))?;
         let v = v.as_mut().expect("decide_resize refuses a missing volume");
         rules::apply_resize(v, want, epoch);
-        v.requested_bytes_rounded = want;
         self.record(v);
         Ok(v.clone())
     }
