@@ -48,6 +48,12 @@ if grep -Eqv '^\s*(#|$)' ci/requirements.txt 2>/dev/null; then
   export SDK_TEST_PYTHON="$venv/bin/python"
 fi
 
+# The Go interop peers (govmomi's vcsim and client), built once here so that the many test
+# processes that start vcsim do not each build it; they find it through GOVMOMI_VCSIM.
+step "peers/build.sh (govmomi vcsim, cached in target/peers)"
+GOVMOMI_VCSIM=$(peers/build.sh | head -n1)
+export GOVMOMI_VCSIM
+
 # ---------------------------------------------------------------------------------------------
 # 2. The checks.
 # ---------------------------------------------------------------------------------------------

@@ -18,6 +18,9 @@ command -v go >/dev/null || { echo "peers/build.sh: 'go' not found; install gola
 [ -d "$govmomi_src/simulator" ] || { echo "peers/build.sh: $govmomi_src missing; install golang-github-vmware-govmomi-dev" >&2; exit 1; }
 
 mkdir -p "$bin" "$root/target/peers/gocache"
+# Test processes may call this script at the same time: one builds, the others wait for it.
+exec 9>"$bin/.lock"
+flock 9
 export GOPATH="$gopath_pkgs" GO111MODULE=off GOCACHE="$root/target/peers/gocache" GOFLAGS= CGO_ENABLED=0
 
 toolchain=$(go version; dpkg-query -W -f='${Version}' golang-github-vmware-govmomi-dev 2>/dev/null || true)
