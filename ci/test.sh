@@ -51,8 +51,8 @@ fi
 # The Go interop peers (govmomi's vcsim and client), built once here so that the many test
 # processes that start vcsim do not each build it; they find it through GOVMOMI_VCSIM.
 step "peers/build.sh (govmomi vcsim, cached in target/peers)"
-GOVMOMI_VCSIM=$(peers/build.sh | head -n1)
-export GOVMOMI_VCSIM
+peers=$(peers/build.sh)
+export GOVMOMI_VCSIM="${peers%%$'\n'*}"
 
 # ---------------------------------------------------------------------------------------------
 # 2. The checks.
