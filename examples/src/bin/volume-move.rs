@@ -2,12 +2,13 @@
 //! trips.
 //!
 //! ```text
-//! volume-move [--backend loopfile|qcow2|memory] [--root DIR] [--json]
+//! volume-move [--backend vsphere-sim|loopfile|qcow2|memory] [--root DIR] [--repeat N] [--json]
 //! volume-move --url URL [--insecure] [--datastore DS] [--vm-a VM] [--vm-b VM] [--repeat N] [--json]
 //! ```
 //!
-//! The default backend is local loop files in a temporary directory (loop devices as root, node
-//! directories otherwise). Steps: create a volume, attach it to `vm-a` (a journaled move), write
+//! The default backend is First Class Disks on the embedded vsphere-sim (started in-process, as
+//! if given with `--url`, below). `loopfile` is local loop files in a temporary directory (loop
+//! devices as root, node directories otherwise). Steps: create a volume, attach it to `vm-a` (a journaled move), write
 //! a label onto the volume's device, move it to `vm-b` (fence, detach, attach, lease), read the
 //! label back on `vm-b`. `--json` prints one JSON document for machines.
 //!
@@ -17,8 +18,7 @@
 //! `DC0_H0_VM1`, govmomi vcsim's names). Each step also shows the vCenter round trips (SOAP
 //! requests) and the tasks it started. The label cannot be written from here (the disk is in
 //! the VM), so that step only shows the device path the guest sees. `--repeat N` then moves the
-//! disk back and forth N more times and prints the median, p90 and worst move. The default on
-//! the embedded vsphere-sim is wired once vsphere-sim serves First Class Disks.
+//! disk back and forth N more times and prints the median, p90 and worst move.
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
@@ -126,7 +126,7 @@ struct Args {
 
 fn parse_args() -> Result<Args, BoxError> {
     let mut a = Args {
-        backend: "loopfile".to_owned(),
+        backend: "vsphere-sim".to_owned(),
         root: None,
         json: false,
         url: None,
@@ -156,8 +156,8 @@ fn parse_args() -> Result<Args, BoxError> {
             }
             "-h" | "--help" => {
                 return Err(
-                    "usage: volume-move [--backend loopfile|qcow2|memory] [--root DIR] \
-                            [--json]\n       volume-move --url URL [--insecure] [--datastore DS] \
+                    "usage: volume-move [--backend vsphere-sim|loopfile|qcow2|memory] \
+                            [--root DIR] [--repeat N] [--json]\n       volume-move --url URL [--insecure] [--datastore DS] \
                             [--vm-a VM] [--vm-b VM] [--repeat N] [--json]"
                         .into(),
                 );
@@ -385,7 +385,7 @@ async fn story(args: &Args) -> Result<(String, Vec<Step>, Option<Repeats>), BoxE
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
+    let mut args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
             eprintln!("volume-move: {e}");
@@ -398,6 +398,21 @@ fn main() -> ExitCode {
             eprintln!("volume-move: cannot start the runtime: {e}");
             return ExitCode::FAILURE;
         }
+    };
+    // The default: the embedded simulator, driven exactly like a vCenter given with `--url`.
+    let _sim = if args.url.is_none() && args.backend == "vsphere-sim" {
+        match rt.block_on(vsphere_sim::Simulator::builder().start()) {
+            Ok(sim) => {
+                args.url = Some(sim.url_with_credentials());
+                Some(sim)
+            }
+            Err(e) => {
+                eprintln!("volume-move: cannot start the embedded vsphere-sim: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
     };
     match rt.block_on(story(&args)) {
         Ok((kind, steps, repeats)) => {
