@@ -78,6 +78,7 @@ RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --all-features --no-deps
 
 step "freshness and layering checks"
 cargo xtask codegen --check
+cargo xtask ffi-header --check
 cargo xtask layering
 
 step "all checks passed"

@@ -2,8 +2,8 @@
 //!
 //! `vsphere-client` depends on no workspace crate; `vsphere-sim` only on `vsphere-client`;
 //! `volume-core` and `vmenv-core` only on `vsphere-client`, and only as an optional dependency
-//! (behind their `vsphere` feature); `pipeline-core` on none; `examples` and the FFI crate on
-//! anything; `xtask` on none.
+//! (behind their `vsphere` feature); `pipeline-core` on none; `examples` and the FFI crate
+//! (`sdk-ffi`) on any SDK crate; `xtask` on none.
 
 use std::process::Command;
 
@@ -16,6 +16,17 @@ const RULES: &[(&str, &[&str], bool)] = &[
     ("volume-core", &["vsphere-client"], true),
     ("vmenv-core", &["vsphere-client"], true),
     ("pipeline-core", &[], false),
+    (
+        "sdk-ffi",
+        &[
+            "vsphere-client",
+            "vsphere-sim",
+            "volume-core",
+            "vmenv-core",
+            "pipeline-core",
+        ],
+        false,
+    ),
     ("xtask", &[], false),
 ];
 
