@@ -530,6 +530,7 @@ impl Inventory {
         o.set("network", refs(std::slice::from_ref(network)));
         // Capacity accounting: the VM's disk is taken from its datastore's free space.
         self.adjust_free_space(&ds.value, -disk_kb * 1024);
+        crate::guest::refresh(self, &vm.value);
         vm
     }
 }

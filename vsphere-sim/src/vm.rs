@@ -9,8 +9,8 @@ use std::collections::HashMap;
 
 use vsphere_client::codec::{Any, ManagedObjectReference, Obj, Poly};
 use vsphere_client::types::{
-    DuplicateName, InvalidDeviceSpec, InvalidPowerState, NoDiskSpace, VirtualDevice,
-    VirtualDeviceConfigSpec, VirtualDeviceConfigSpecFileOperation,
+    DuplicateName, InvalidDeviceSpec, InvalidPowerState, NoDiskSpace, NotSupported,
+    ToolsUnavailable, VirtualDevice, VirtualDeviceConfigSpec, VirtualDeviceConfigSpecFileOperation,
     VirtualDeviceConfigSpecOperation, VirtualDisk, VirtualMachineCloneSpec,
     VirtualMachineConfigInfo, VirtualMachineConfigSpec, VirtualMachinePowerState,
     VirtualMachineRuntimeInfo, VirtualMachineSummary, VirtualPCIController,
@@ -96,13 +96,153 @@ fn set_power_state(inv: &mut Inventory, vm: &str, state: &VirtualMachinePowerSta
     {
         apply(r);
     }
+    crate::guest::refresh(inv, vm);
 }
 
-/// PowerOnVM_Task, PowerOffVM_Task, ResetVM_Task, SuspendVM_Task.
+/// PowerOnVM_Task, PowerOffVM_Task, ResetVM_Task, SuspendVM_Task (templates cannot be
+/// powered on: `NotSupported`).
 pub(crate) fn power(inv: &mut Inventory, vm: &str, op: PowerOp) -> TaskOutcome {
+    if is_template(inv, vm) {
+        return Err(template_not_supported("power operations"));
+    }
     let next = power_transition(&power_state(inv, vm)?, op)?;
     set_power_state(inv, vm, &next);
     Ok(None)
+}
+
+/// A guest operation (through VMware Tools).
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub(crate) enum GuestOp {
+    Shutdown,
+    Reboot,
+    Standby,
+}
+
+/// ShutdownGuest, RebootGuest, StandbyGuest: the VM must be powered on with its tools running
+/// (`InvalidPowerState`, `ToolsUnavailable`). The guest acts at once: a shutdown powers the VM
+/// off, a reboot boots it again (new `bootTime`), standby suspends it.
+pub(crate) fn guest_op(inv: &mut Inventory, vm: &str, op: GuestOp) -> Result<(), Fault> {
+    if is_template(inv, vm) {
+        return Err(template_not_supported("guest operations"));
+    }
+    let state = power_state(inv, vm)?;
+    if state != VirtualMachinePowerState::PoweredOn {
+        return Err(invalid_power_state(&state, PowerOp::On));
+    }
+    let tools = inv
+        .data::<vsphere_client::types::GuestInfo>(vm, "guest")
+        .and_then(|g| g.tools_running_status.clone());
+    if tools.as_deref() != Some("guestToolsRunning") {
+        return Err(Fault::new(
+            "Cannot complete operation because VMware Tools is not running in this virtual machine.",
+            ToolsUnavailable::default(),
+        ));
+    }
+    let next = match op {
+        GuestOp::Shutdown => VirtualMachinePowerState::PoweredOff,
+        GuestOp::Reboot => VirtualMachinePowerState::PoweredOn,
+        GuestOp::Standby => VirtualMachinePowerState::Suspended,
+    };
+    set_power_state(inv, vm, &next);
+    Ok(())
+}
+
+/// Whether the VM is a template (`config.template`).
+pub(crate) fn is_template(inv: &Inventory, vm: &str) -> bool {
+    inv.data::<VirtualMachineConfigInfo>(vm, "config")
+        .is_some_and(|c| c.template)
+}
+
+fn template_not_supported(what: &str) -> Fault {
+    Fault::new(
+        format!("The operation is not supported on the object: {what} on a template."),
+        NotSupported::default(),
+    )
+}
+
+fn set_template(inv: &mut Inventory, vm: &str, template: bool) {
+    if let Some(c) = inv.data_mut::<VirtualMachineConfigInfo>(vm, "config") {
+        c.template = template;
+    }
+    if let Some(s) = inv.data_mut::<VirtualMachineSummary>(vm, "summary")
+        && let Some(c) = s.config.as_deref_mut()
+    {
+        c.template = template;
+    }
+    crate::guest::refresh(inv, vm);
+}
+
+/// MarkAsTemplate: a powered-off VM becomes a template and leaves its resource pool
+/// (`NotSupported` when it already is one, `InvalidPowerState` unless powered off).
+pub(crate) fn mark_as_template(inv: &mut Inventory, vm: &str) -> Result<(), Fault> {
+    if is_template(inv, vm) {
+        return Err(template_not_supported("MarkAsTemplate"));
+    }
+    let state = power_state(inv, vm)?;
+    if state != VirtualMachinePowerState::PoweredOff {
+        return Err(invalid_power_state(&state, PowerOp::Off));
+    }
+    if let Some(p) = inv.refs_of(vm, "resourcePool").first() {
+        inv.remove_ref(&p.value, "vm", vm);
+    }
+    if let Some(o) = inv.get_mut(vm) {
+        o.props.retain(|(n, _)| *n != "resourcePool");
+    }
+    set_template(inv, vm, true);
+    Ok(())
+}
+
+/// MarkAsVirtualMachine: a template becomes a VM again, in `pool` (on `host` when given).
+pub(crate) fn mark_as_virtual_machine(
+    inv: &mut Inventory,
+    vm: &str,
+    pool: &ManagedObjectReference,
+    host: Option<&ManagedObjectReference>,
+) -> Result<(), Fault> {
+    if !is_template(inv, vm) {
+        return Err(Fault::new(
+            "The operation is not supported on the object: the VM is not a template.",
+            NotSupported::default(),
+        ));
+    }
+    if inv.resolve(pool).is_none() {
+        return Err(crate::fault::not_found(pool));
+    }
+    if let Some(h) = host {
+        if inv.resolve(h).is_none() {
+            return Err(crate::fault::not_found(h));
+        }
+        let old = inv
+            .data::<VirtualMachineRuntimeInfo>(vm, "runtime")
+            .and_then(|r| r.host.clone());
+        if let Some(old) = old {
+            inv.remove_ref(&old.value, "vm", vm);
+        }
+        inv.push_ref(
+            &h.value,
+            "vm",
+            ManagedObjectReference::new("VirtualMachine", vm),
+        );
+        let apply = |r: &mut VirtualMachineRuntimeInfo| r.host = Some(h.clone());
+        if let Some(r) = inv.data_mut::<VirtualMachineRuntimeInfo>(vm, "runtime") {
+            apply(r);
+        }
+        if let Some(s) = inv.data_mut::<VirtualMachineSummary>(vm, "summary")
+            && let Some(r) = s.runtime.as_deref_mut()
+        {
+            apply(r);
+        }
+    }
+    inv.push_ref(
+        &pool.value,
+        "vm",
+        ManagedObjectReference::new("VirtualMachine", vm),
+    );
+    if let Some(o) = inv.get_mut(vm) {
+        o.set("resourcePool", Any::MoRef(pool.clone()));
+    }
+    set_template(inv, vm, false);
+    Ok(())
 }
 
 fn config<'a>(inv: &'a Inventory, vm: &str) -> Result<&'a VirtualMachineConfigInfo, Fault> {
@@ -615,6 +755,12 @@ pub(crate) fn reconfigure(
         rename(inv, vm, name);
     }
     set_cpu_memory(inv, vm, spec.num_cp_us, spec.memory_mb);
+    if !spec.extra_config.is_empty()
+        && let Some(c) = inv.data_mut::<VirtualMachineConfigInfo>(vm, "config")
+    {
+        crate::guest::apply_extra_config(c, &spec.extra_config);
+    }
+    crate::guest::refresh(inv, vm);
     Ok(None)
 }
 
@@ -719,10 +865,21 @@ pub(crate) fn clone(
         .and_then(|l| l.host.clone())
         .or_else(|| runtime.host.clone())
         .ok_or_else(|| invalid_argument("the source VM has no host", Some("host")))?;
+    // A template has no pool: the clone goes to its host's compute resource's root pool.
     let pool = loc
         .and_then(|l| l.pool.clone())
         .or_else(|| inv.refs_of(src, "resourcePool").into_iter().next())
+        .or_else(|| {
+            let cr = inv.refs_of(&host.value, "parent").into_iter().next()?;
+            inv.refs_of(&cr.value, "resourcePool").into_iter().next()
+        })
         .ok_or_else(|| invalid_argument("no resource pool", Some("pool")))?;
+    if spec.template && spec.power_on {
+        return Err(invalid_argument(
+            "a clone marked as template cannot be powered on",
+            Some("powerOn"),
+        ));
+    }
     let ds = loc
         .and_then(|l| l.datastore.clone())
         .or_else(|| inv.refs_of(src, "datastore").into_iter().next())
@@ -738,10 +895,21 @@ pub(crate) fn clone(
     }
     check_name_free(inv, folder, name)?;
     let src_devs = device_list(inv, src)?;
-    let (cpus, mem) = config(inv, src)?
+    let src_config = config(inv, src)?;
+    let (cpus, mem) = src_config
         .hardware
         .as_ref()
         .map_or((1, 32), |h| (h.num_cpu, h.memory_mb));
+    // The source's extraConfig, without vcsim's `SET.` guest overrides (a clone gets its own
+    // identity).
+    let extra: Vec<_> = src_config
+        .extra_config
+        .iter()
+        .filter(|o| !o.key.starts_with("SET."))
+        .cloned()
+        .collect();
+    let guest_id = src_config.guest_id.clone();
+    let guest_full_name = src_config.guest_full_name.clone();
     // The copies' space, checked before anything is created.
     let need: i64 = src_devs
         .iter()
@@ -783,6 +951,18 @@ pub(crate) fn clone(
     }
     set_devices(inv, &vm.value, devs);
     set_cpu_memory(inv, &vm.value, Some(cpus), Some(i64::from(mem)));
+    if let Some(c) = inv.data_mut::<VirtualMachineConfigInfo>(&vm.value, "config") {
+        c.extra_config = extra;
+        c.guest_id = guest_id;
+        c.guest_full_name = guest_full_name;
+    }
+    if spec.template {
+        if let Some(o) = inv.get_mut(&vm.value) {
+            o.props.retain(|(n, _)| *n != "resourcePool");
+        }
+        inv.remove_ref(&pool.value, "vm", &vm.value);
+        set_template(inv, &vm.value, true);
+    }
     let state = if spec.power_on {
         VirtualMachinePowerState::PoweredOn
     } else {
