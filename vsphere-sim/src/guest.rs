@@ -1,6 +1,7 @@
 //! Guest identity: what VMware Tools report for a VM (`guest`, `summary.guest`).
 //!
-//! A powered-on VM runs its tools: `guest.guestState = running`, `toolsRunningStatus =
+//! The identity is derived on every read from the VM's power state, devices and
+//! `extraConfig` (nothing stored per VM). A powered-on VM runs its tools: `guest.guestState = running`, `toolsRunningStatus =
 //! guestToolsRunning`, an IP address from a deterministic 10.x.y.z pool (by the VM's id), its
 //! name as host name, and one `guest.net` entry per NIC (the first NIC holds the address). A VM
 //! that is not powered on reports `notRunning` and no addresses.
@@ -9,11 +10,11 @@
 //! `SET.guest.hostName` set through `ReconfigVM_Task` override the address and host name. They
 //! are kept in the VM's `config.extraConfig`, so the override also survives a power cycle.
 
-use vsphere_client::codec::{Any, Obj, Poly};
+use vsphere_client::codec::{Any, Poly};
 use vsphere_client::types::{
     GuestInfo, GuestNicInfo, OptionValue, VirtualDevice, VirtualMachineConfigInfo,
     VirtualMachineGuestSummary, VirtualMachinePowerState, VirtualMachineRuntimeInfo,
-    VirtualMachineSummary, VirtualMachineToolsStatus,
+    VirtualMachineToolsStatus,
 };
 
 use crate::devices::{self, Class};
@@ -121,10 +122,8 @@ pub(crate) fn info(inv: &Inventory, vm: &str) -> Option<GuestInfo> {
     Some(g)
 }
 
-/// Recomputes a VM's `guest` and `summary.guest` (after a power change, a reconfiguration, a
-/// template mark).
-pub(crate) fn refresh(inv: &mut Inventory, vm: &str) {
-    let Some(g) = info(inv, vm) else { return };
+/// The `summary.guest` of a guest identity.
+pub(crate) fn summary(g: &GuestInfo) -> VirtualMachineGuestSummary {
     let mut s = VirtualMachineGuestSummary::default();
     s.guest_id.clone_from(&g.guest_id);
     s.guest_full_name.clone_from(&g.guest_full_name);
@@ -134,12 +133,7 @@ pub(crate) fn refresh(inv: &mut Inventory, vm: &str) {
     s.host_name.clone_from(&g.host_name);
     s.ip_address.clone_from(&g.ip_address);
     s.hw_version.clone_from(&g.hw_version);
-    if let Some(sum) = inv.data_mut::<VirtualMachineSummary>(vm, "summary") {
-        sum.guest = Some(Obj::new(s));
-    }
-    if let Some(o) = inv.get_mut(vm) {
-        o.set("guest", Any::Data(Box::new(g)));
-    }
+    s
 }
 
 /// Applies a spec's `extraConfig` to a VM's: a key with an empty value is removed, others are
@@ -196,21 +190,21 @@ mod tests {
     #[test]
     fn a_powered_on_vm_reports_tools_and_an_address_cleared_on_power_off() {
         let (mut inv, vm) = setup();
-        let g = inv.data::<GuestInfo>(&vm, "guest").unwrap();
+        let g = info(&inv, &vm).unwrap();
         assert_eq!(g.guest_state, "running");
         assert_eq!(g.tools_running_status.as_deref(), Some("guestToolsRunning"));
         assert_eq!(g.ip_address.as_deref(), Some(pool_ip(&vm).as_str()));
         assert_eq!(g.net.len(), 1);
         assert_eq!(g.net[0].ip_address, vec![pool_ip(&vm)]);
         assert!(g.net[0].mac_address.is_some());
-        let s = inv.data::<VirtualMachineSummary>(&vm, "summary").unwrap();
+        let s = vm::summary(&inv, &vm).unwrap();
         assert_eq!(
             s.guest.as_ref().unwrap().ip_address.as_deref(),
             Some(pool_ip(&vm).as_str())
         );
 
         vm::power(&mut inv, &vm, PowerOp::Off).unwrap();
-        let g = inv.data::<GuestInfo>(&vm, "guest").unwrap();
+        let g = info(&inv, &vm).unwrap();
         assert_eq!(g.guest_state, "notRunning");
         assert_eq!(
             g.tools_running_status.as_deref(),
@@ -235,18 +229,18 @@ mod tests {
             opt("guestinfo.x", "1"),
         ];
         vm::reconfigure(&mut inv, &vm, &spec).unwrap();
-        let g = inv.data::<GuestInfo>(&vm, "guest").unwrap();
+        let g = info(&inv, &vm).unwrap();
         assert_eq!(g.ip_address.as_deref(), Some("192.168.1.10"));
         assert_eq!(g.host_name.as_deref(), Some("db01"));
         assert_eq!(g.net[0].ip_address, vec!["192.168.1.10".to_owned()]);
         // The override survives a power cycle; removing the key restores the pool address.
         vm::power(&mut inv, &vm, PowerOp::Off).unwrap();
         vm::power(&mut inv, &vm, PowerOp::On).unwrap();
-        let g = inv.data::<GuestInfo>(&vm, "guest").unwrap();
+        let g = info(&inv, &vm).unwrap();
         assert_eq!(g.ip_address.as_deref(), Some("192.168.1.10"));
         spec.extra_config = vec![opt("ip0", "")];
         vm::reconfigure(&mut inv, &vm, &spec).unwrap();
-        let g = inv.data::<GuestInfo>(&vm, "guest").unwrap();
+        let g = info(&inv, &vm).unwrap();
         assert_eq!(g.ip_address.as_deref(), Some(pool_ip(&vm).as_str()));
         let c = inv.data::<VirtualMachineConfigInfo>(&vm, "config").unwrap();
         assert!(c.extra_config.iter().any(|o| o.key == "guestinfo.x"));

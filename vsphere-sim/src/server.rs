@@ -666,9 +666,9 @@ fn fetch_property(st: &mut SimState, cookie: Option<&str>, fetch: &Fetch) -> Res
         return Err(not_found(&fetch.this));
     };
     let segments: Vec<&str> = fetch.prop.split('.').collect();
-    let value = match obj.prop(segments[0]) {
+    let value = match st.inv.value(obj, segments[0]) {
         None => None,
-        Some(top) => crate::path::read(top, &segments[1..])
+        Some(top) => crate::path::read(&top, &segments[1..])
             .map_err(|_| Fault::from(CollectError::InvalidProperty(fetch.prop.clone())))?,
     };
     Ok(match value {

@@ -12,8 +12,9 @@ use vsphere_client::types::{
     DuplicateName, InvalidDeviceSpec, InvalidPowerState, NoDiskSpace, NotSupported,
     ToolsUnavailable, VirtualDevice, VirtualDeviceConfigSpec, VirtualDeviceConfigSpecFileOperation,
     VirtualDeviceConfigSpecOperation, VirtualDisk, VirtualMachineCloneSpec,
-    VirtualMachineConfigInfo, VirtualMachineConfigSpec, VirtualMachinePowerState,
-    VirtualMachineRuntimeInfo, VirtualMachineSummary, VirtualPCIController,
+    VirtualMachineConfigInfo, VirtualMachineConfigSpec, VirtualMachineConfigSummary,
+    VirtualMachinePowerState, VirtualMachineRuntimeInfo, VirtualMachineStorageSummary,
+    VirtualMachineSummary, VirtualPCIController,
 };
 
 use crate::devices::{self, Class};
@@ -91,12 +92,6 @@ fn set_power_state(inv: &mut Inventory, vm: &str, state: &VirtualMachinePowerSta
     if let Some(r) = inv.data_mut::<VirtualMachineRuntimeInfo>(vm, "runtime") {
         apply(r);
     }
-    if let Some(s) = inv.data_mut::<VirtualMachineSummary>(vm, "summary")
-        && let Some(r) = s.runtime.as_deref_mut()
-    {
-        apply(r);
-    }
-    crate::guest::refresh(inv, vm);
 }
 
 /// PowerOnVM_Task, PowerOffVM_Task, ResetVM_Task, SuspendVM_Task (templates cannot be
@@ -129,9 +124,7 @@ pub(crate) fn guest_op(inv: &mut Inventory, vm: &str, op: GuestOp) -> Result<(),
     if state != VirtualMachinePowerState::PoweredOn {
         return Err(invalid_power_state(&state, PowerOp::On));
     }
-    let tools = inv
-        .data::<vsphere_client::types::GuestInfo>(vm, "guest")
-        .and_then(|g| g.tools_running_status.clone());
+    let tools = crate::guest::info(inv, vm).and_then(|g| g.tools_running_status);
     if tools.as_deref() != Some("guestToolsRunning") {
         return Err(Fault::new(
             "Cannot complete operation because VMware Tools is not running in this virtual machine.",
@@ -164,12 +157,6 @@ fn set_template(inv: &mut Inventory, vm: &str, template: bool) {
     if let Some(c) = inv.data_mut::<VirtualMachineConfigInfo>(vm, "config") {
         c.template = template;
     }
-    if let Some(s) = inv.data_mut::<VirtualMachineSummary>(vm, "summary")
-        && let Some(c) = s.config.as_deref_mut()
-    {
-        c.template = template;
-    }
-    crate::guest::refresh(inv, vm);
 }
 
 /// MarkAsTemplate: a powered-off VM becomes a template and leaves its resource pool
@@ -223,14 +210,8 @@ pub(crate) fn mark_as_virtual_machine(
             "vm",
             ManagedObjectReference::new("VirtualMachine", vm),
         );
-        let apply = |r: &mut VirtualMachineRuntimeInfo| r.host = Some(h.clone());
         if let Some(r) = inv.data_mut::<VirtualMachineRuntimeInfo>(vm, "runtime") {
-            apply(r);
-        }
-        if let Some(s) = inv.data_mut::<VirtualMachineSummary>(vm, "summary")
-            && let Some(r) = s.runtime.as_deref_mut()
-        {
-            apply(r);
+            r.host = Some(h.clone());
         }
     }
     inv.push_ref(
@@ -657,18 +638,9 @@ impl Committed {
     }
 }
 
-/// Writes a VM's device list and what derives from it (summary counts, committed storage,
-/// change version).
+/// Writes a VM's device list and its change version (the summary's counts and committed
+/// storage derive from it, see [`summary`]).
 pub(crate) fn set_devices(inv: &mut Inventory, vm: &str, devs: Vec<Poly<VirtualDevice>>) {
-    let disks = devs
-        .iter()
-        .filter(|d| devices::class(d) == Class::Disk)
-        .count();
-    let nics = devs
-        .iter()
-        .filter(|d| devices::class(d) == Class::Nic)
-        .count();
-    let committed: i64 = devs.iter().map(disk_bytes).sum();
     if let Some(c) = inv.data_mut::<VirtualMachineConfigInfo>(vm, "config") {
         if let Some(h) = c.hardware.as_deref_mut() {
             h.device = devs;
@@ -677,15 +649,45 @@ pub(crate) fn set_devices(inv: &mut Inventory, vm: &str, devs: Vec<Poly<VirtualD
         c.change_version = (v + 1).to_string();
         c.modified = crate::server::now();
     }
-    if let Some(s) = inv.data_mut::<VirtualMachineSummary>(vm, "summary") {
-        if let Some(c) = s.config.as_deref_mut() {
-            c.num_virtual_disks = i32::try_from(disks).ok();
-            c.num_ethernet_cards = i32::try_from(nics).ok();
-        }
-        if let Some(st) = s.storage.as_deref_mut() {
-            st.committed = committed;
-        }
+}
+
+/// A VM's `summary`, derived from its stored `config`, `runtime` and guest identity, as
+/// vCenter fills it.
+pub(crate) fn summary(inv: &Inventory, vm: &str) -> Option<VirtualMachineSummary> {
+    let config = inv.data::<VirtualMachineConfigInfo>(vm, "config")?;
+    let runtime = inv.data::<VirtualMachineRuntimeInfo>(vm, "runtime")?;
+    let devs: &[Poly<VirtualDevice>] = config.hardware.as_ref().map_or(&[], |h| &h.device);
+    let count =
+        |c: Class| i32::try_from(devs.iter().filter(|d| devices::class(d) == c).count()).ok();
+    let mut sc = VirtualMachineConfigSummary::default();
+    sc.name.clone_from(&config.name);
+    sc.template = config.template;
+    sc.vm_path_name = config
+        .files
+        .as_ref()
+        .and_then(|f| f.vm_path_name.clone())
+        .unwrap_or_default();
+    if let Some(h) = config.hardware.as_ref() {
+        sc.memory_size_mb = Some(h.memory_mb);
+        sc.num_cpu = Some(h.num_cpu);
     }
+    sc.num_ethernet_cards = count(Class::Nic);
+    sc.num_virtual_disks = count(Class::Disk);
+    sc.uuid = Some(config.uuid.clone());
+    sc.instance_uuid.clone_from(&config.instance_uuid);
+    sc.guest_id = Some(config.guest_id.clone());
+    sc.guest_full_name = Some(config.guest_full_name.clone());
+    let mut storage = VirtualMachineStorageSummary::default();
+    storage.committed = devs.iter().map(disk_bytes).sum();
+    storage.timestamp = vsphere_client::codec::DateTime::from_unix(0, 0);
+    let mut s = VirtualMachineSummary::default();
+    s.vm = Some(ManagedObjectReference::new("VirtualMachine", vm));
+    s.runtime = Some(Obj::new(runtime.clone()));
+    s.config = Some(Obj::new(sc));
+    s.storage = Some(Obj::new(storage));
+    s.guest = crate::guest::info(inv, vm).map(|g| Obj::new(crate::guest::summary(&g)));
+    s.overall_status = vsphere_client::types::ManagedEntityStatus::Green;
+    Some(s)
 }
 
 fn rename(inv: &mut Inventory, vm: &str, name: &str) {
@@ -693,11 +695,6 @@ fn rename(inv: &mut Inventory, vm: &str, name: &str) {
         o.set("name", Any::String(name.to_owned()));
     }
     if let Some(c) = inv.data_mut::<VirtualMachineConfigInfo>(vm, "config") {
-        c.name = name.to_owned();
-    }
-    if let Some(s) = inv.data_mut::<VirtualMachineSummary>(vm, "summary")
-        && let Some(c) = s.config.as_deref_mut()
-    {
         c.name = name.to_owned();
     }
 }
@@ -711,16 +708,6 @@ fn set_cpu_memory(inv: &mut Inventory, vm: &str, cpus: Option<i32>, memory_mb: O
         }
         if let Some(m) = memory_mb {
             h.memory_mb = i32::try_from(m).unwrap_or(i32::MAX);
-        }
-    }
-    if let Some(s) = inv.data_mut::<VirtualMachineSummary>(vm, "summary")
-        && let Some(c) = s.config.as_deref_mut()
-    {
-        if cpus.is_some() {
-            c.num_cpu = cpus;
-        }
-        if let Some(m) = memory_mb {
-            c.memory_size_mb = i32::try_from(m).ok();
         }
     }
 }
@@ -760,7 +747,6 @@ pub(crate) fn reconfigure(
     {
         crate::guest::apply_extra_config(c, &spec.extra_config);
     }
-    crate::guest::refresh(inv, vm);
     Ok(None)
 }
 
@@ -1148,7 +1134,7 @@ mod tests {
             .expect("new NIC key 4001");
         assert_eq!(nic.controller_key, Some(100));
         assert_eq!(inv.free_space(&ds).unwrap(), free - 2048 * 1024);
-        let summary = inv.data::<VirtualMachineSummary>(&vm, "summary").unwrap();
+        let summary = summary(&inv, &vm).unwrap();
         assert_eq!(summary.config.as_ref().unwrap().num_virtual_disks, Some(2));
 
         // Remove it with its file: the space comes back.
