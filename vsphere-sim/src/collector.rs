@@ -176,8 +176,10 @@ fn properties(
     let mut content = ObjectContent::default();
     content.obj = obj.moref.clone();
     if all {
-        for (name, value) in &obj.props {
-            content.prop_set.push(prop(name, value.clone()));
+        for (name, _) in &obj.props {
+            if let Some(v) = inv.value(obj, name) {
+                content.prop_set.push(prop(name, v.into_owned()));
+            }
         }
         for name in Inventory::derived(&obj.moref.type_) {
             if let Some(v) = inv.value(obj, name) {

@@ -210,7 +210,36 @@ impl Inventory {
                 _ => {}
             }
         }
+        if obj.moref.type_ == "HostSystem" && name == "summary" {
+            return self
+                .host_summary(obj)
+                .map(|s| Cow::Owned(Any::Data(Box::new(s))));
+        }
         obj.prop(name).map(Cow::Borrowed)
+    }
+
+    /// A host's stored summary with its `quickStats` from the VMs it runs: memory usage is the
+    /// configured memory of its powered-on VMs (MB), CPU usage 0 (the simulated guests idle).
+    fn host_summary(&self, obj: &MoObject) -> Option<HostListSummary> {
+        let Some(Any::Data(d)) = obj.prop("summary") else {
+            return None;
+        };
+        let mut s = d.downcast_ref::<HostListSummary>()?.clone();
+        let memory: i64 = self
+            .refs_of(&obj.moref.value, "vm")
+            .iter()
+            .filter(|vm| {
+                self.data::<VirtualMachineRuntimeInfo>(&vm.value, "runtime")
+                    .is_some_and(|r| r.power_state == VirtualMachinePowerState::PoweredOn)
+            })
+            .filter_map(|vm| self.data::<VirtualMachineConfigInfo>(&vm.value, "config"))
+            .filter_map(|c| c.hardware.as_ref().map(|h| i64::from(h.memory_mb)))
+            .sum();
+        let mut q = vsphere_client::types::HostListSummaryQuickStats::default();
+        q.overall_memory_usage = Some(i32::try_from(memory).unwrap_or(i32::MAX));
+        q.overall_cpu_usage = Some(0);
+        s.quick_stats = Some(Obj::new(q));
+        Some(s)
     }
 
     /// The derived properties of a managed type (see [`Inventory::value`]).
@@ -757,6 +786,37 @@ mod tests {
             .downcast_ref::<DatastoreSummary>()
             .map(|s| s.capacity - s.free_space);
         assert_eq!(used, Some(8 * (1 << 30)));
+    }
+
+    #[test]
+    fn host_memory_usage_follows_powered_on_vms() {
+        let mut inv = Inventory::build(&InventoryShape::default());
+        let host = inv
+            .of_type("HostSystem")
+            .find(|o| o.prop("name").and_then(Any::as_str) == Some("DC0_H0"))
+            .unwrap()
+            .moref
+            .value
+            .clone();
+        let usage = |inv: &Inventory| {
+            let obj = inv.get(&host).unwrap();
+            let Some(v) = inv.value(obj, "summary") else {
+                panic!("no summary")
+            };
+            let Any::Data(d) = &*v else {
+                panic!("not data")
+            };
+            d.downcast_ref::<HostListSummary>()
+                .unwrap()
+                .quick_stats
+                .as_ref()
+                .unwrap()
+                .overall_memory_usage
+        };
+        assert_eq!(usage(&inv), Some(64), "two powered-on 32 MB VMs");
+        let vm = inv.refs_of(&host, "vm")[0].value.clone();
+        crate::vm::power(&mut inv, &vm, crate::vm::PowerOp::Off).unwrap();
+        assert_eq!(usage(&inv), Some(32));
     }
 
     #[test]
