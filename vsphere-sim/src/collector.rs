@@ -149,6 +149,7 @@ pub(crate) fn select(
 
 /// The properties reported for `obj`: the union of the PropertySpecs for its type.
 fn properties(
+    inv: &Inventory,
     obj: &MoObject,
     spec: &PropertyFilterSpec,
 ) -> Result<Option<ObjectContent>, CollectError> {
@@ -175,18 +176,30 @@ fn properties(
     let mut content = ObjectContent::default();
     content.obj = obj.moref.clone();
     if all {
-        for (name, value) in &obj.props {
-            content.prop_set.push(prop(name, value.clone()));
+        for (name, _) in &obj.props {
+            if let Some(v) = inv.value(obj, name) {
+                content.prop_set.push(prop(name, v.into_owned()));
+            }
+        }
+        for name in Inventory::derived(&obj.moref.type_) {
+            if let Some(v) = inv.value(obj, name) {
+                content.prop_set.push(prop(name, v.into_owned()));
+            }
         }
         return Ok(Some(content));
     }
     for p in wanted {
         let segments: Vec<&str> = p.split('.').collect();
-        let Some(top) = obj.prop(segments[0]) else {
+        let Some(top) = inv.value(obj, segments[0]) else {
             // Not stored: the simulator leaves it unset, as vCenter does for unset properties.
             continue;
         };
-        match path::read(top, &segments[1..]) {
+        let read = match top {
+            // A derived value is built for this read: take it whole when the path ends here.
+            std::borrow::Cow::Owned(v) if segments.len() == 1 => Ok(Some(v)),
+            top => path::read(&top, &segments[1..]),
+        };
+        match read {
             Ok(Some(v)) => content.prop_set.push(prop(p, v)),
             Ok(None) => {}
             Err(PathError::NoSuchProperty(_)) => {
@@ -215,7 +228,7 @@ pub(crate) fn retrieve(
             let Some(obj) = inv.get(&r.value) else {
                 continue;
             };
-            if let Some(c) = properties(obj, spec)? {
+            if let Some(c) = properties(inv, obj, spec)? {
                 out.push(c);
             }
         }

@@ -37,6 +37,19 @@ impl Fault {
         crate::server::xml(StatusCode::INTERNAL_SERVER_ERROR, body)
     }
 
+    /// A fault again from a `LocalizedMethodFault` (a failed task's error, raised by
+    /// `VslmQueryTaskResult`).
+    pub(crate) fn from_localized(l: &LocalizedMethodFault) -> Self {
+        let message = l.localized_message.clone().unwrap_or_default();
+        match &l.fault {
+            Some(f) => Self {
+                message,
+                detail: crate::path::clone_object(f.as_object()),
+            },
+            None => Self::new(message, vsphere_client::types::SystemError::default()),
+        }
+    }
+
     /// The fault as a `LocalizedMethodFault` (a task's error, another fault's `faultCause`).
     pub(crate) fn localized(self) -> LocalizedMethodFault {
         let mut l = LocalizedMethodFault::default();

@@ -8,9 +8,11 @@
 use vsphere_client::codec::{Any, DateTime, ManagedObjectReference, Obj, Poly};
 use vsphere_client::types::{
     BaseConfigInfoBackingInfo, BaseConfigInfoDiskFileBackingInfo, FileLocked, ID, InvalidState,
-    KeyValue, NoDiskSpace, NotFound, VStorageObject, VStorageObjectAssociations,
+    KeyNotFound, KeyValue, NoDiskSpace, NotFound, VStorageObject, VStorageObjectAssociations,
     VStorageObjectAssociationsVmDiskAssociations, VStorageObjectConfigInfo,
-    VirtualMachineConfigInfo, VslmCreateSpec,
+    VStorageObjectSnapshotDetails, VStorageObjectSnapshotInfo,
+    VStorageObjectSnapshotInfoVStorageObjectSnapshot, VirtualMachineConfigInfo, VslmCloneSpec,
+    VslmCreateSpec, VslmMigrateSpec, VslmRelocateSpec,
 };
 
 use crate::fault::{Fault, invalid_argument, with_cause};
@@ -28,6 +30,18 @@ pub(crate) struct Fcd {
     pub(crate) path: String,
     pub(crate) create_time: DateTime,
     pub(crate) keep_after_delete_vm: bool,
+    pub(crate) metadata: Vec<KeyValue>,
+    /// Snapshots, oldest first.
+    pub(crate) snapshots: Vec<FcdSnapshot>,
+}
+
+/// One snapshot of a First Class Disk (with the metadata the disk had when it was taken).
+#[derive(Clone, Debug)]
+pub(crate) struct FcdSnapshot {
+    pub(crate) id: String,
+    pub(crate) backing_object_id: String,
+    pub(crate) description: String,
+    pub(crate) create_time: DateTime,
     pub(crate) metadata: Vec<KeyValue>,
 }
 
@@ -156,6 +170,7 @@ pub(crate) fn create(inv: &mut Inventory, spec: &VslmCreateSpec) -> TaskOutcome 
         create_time: crate::server::now(),
         keep_after_delete_vm: spec.keep_after_delete_vm.unwrap_or(true),
         metadata: spec.metadata.clone(),
+        snapshots: Vec::new(),
     };
     inv.adjust_free_space(&ds.value, -bytes);
     let result = object(inv, &f);
@@ -331,6 +346,266 @@ pub(crate) fn associations(
             a
         })
         .collect()
+}
+
+fn snapshot_not_found(disk: &str, snap: &str) -> Fault {
+    Fault::new(
+        format!(
+            "The object or item referred to could not be found (snapshot {snap} of disk {disk})."
+        ),
+        NotFound::default(),
+    )
+}
+
+/// The lookup shared by the vslm endpoint, which names disks without a datastore.
+pub(crate) fn get<'a>(
+    inv: &'a Inventory,
+    disk: &str,
+    ds: Option<&ManagedObjectReference>,
+) -> Result<&'a Fcd, Fault> {
+    lookup(inv, disk, ds)
+}
+
+/// VStorageObjectCreateSnapshot_Task: a snapshot of the disk (attached or not); the result is
+/// the snapshot's id.
+pub(crate) fn create_snapshot(
+    inv: &mut Inventory,
+    disk: &str,
+    ds: Option<&ManagedObjectReference>,
+    description: &str,
+) -> TaskOutcome {
+    lookup(inv, disk, ds)?;
+    let seq = inv.new_id("fcd-snapshot");
+    let snap = FcdSnapshot {
+        id: uuid_for(&format!("{disk}-{seq}")),
+        backing_object_id: uuid_for(&format!("{disk}-{seq}-backing")),
+        description: description.to_owned(),
+        create_time: crate::server::now(),
+        metadata: Vec::new(),
+    };
+    let result = id(&snap.id);
+    if let Some(f) = inv.fcds.get_mut(disk) {
+        let mut snap = snap;
+        snap.metadata.clone_from(&f.metadata);
+        f.snapshots.push(snap);
+    }
+    Ok(Some(Any::Data(Box::new(result))))
+}
+
+/// RetrieveSnapshotInfo: the disk's snapshots, oldest first.
+pub(crate) fn snapshot_info(
+    inv: &Inventory,
+    disk: &str,
+    ds: Option<&ManagedObjectReference>,
+) -> Result<VStorageObjectSnapshotInfo, Fault> {
+    let f = lookup(inv, disk, ds)?;
+    let mut info = VStorageObjectSnapshotInfo::default();
+    info.snapshots = f
+        .snapshots
+        .iter()
+        .map(|s| {
+            let mut v = VStorageObjectSnapshotInfoVStorageObjectSnapshot::default();
+            v.id = Some(Obj::new(id(&s.id)));
+            v.backing_object_id = Some(s.backing_object_id.clone());
+            v.create_time = s.create_time;
+            v.description.clone_from(&s.description);
+            v
+        })
+        .collect();
+    Ok(info)
+}
+
+fn snapshot<'a>(f: &'a Fcd, snap: &str) -> Result<&'a FcdSnapshot, Fault> {
+    f.snapshots
+        .iter()
+        .find(|s| s.id == snap)
+        .ok_or_else(|| snapshot_not_found(&f.id, snap))
+}
+
+/// RetrieveSnapshotDetails: the snapshot's file.
+pub(crate) fn snapshot_details(
+    inv: &Inventory,
+    disk: &str,
+    ds: Option<&ManagedObjectReference>,
+    snap: &str,
+) -> Result<VStorageObjectSnapshotDetails, Fault> {
+    let f = lookup(inv, disk, ds)?;
+    let s = snapshot(f, snap)?;
+    let mut d = VStorageObjectSnapshotDetails::default();
+    let stem = f.path.trim_end_matches(".vmdk");
+    d.path = Some(format!("{stem}-{}.vmdk", &s.backing_object_id[..8]));
+    Ok(d)
+}
+
+/// DeleteSnapshot_Task: `NotFound` for a snapshot the disk does not have.
+pub(crate) fn delete_snapshot(
+    inv: &mut Inventory,
+    disk: &str,
+    ds: Option<&ManagedObjectReference>,
+    snap: &str,
+) -> TaskOutcome {
+    snapshot(lookup(inv, disk, ds)?, snap)?;
+    if let Some(f) = inv.fcds.get_mut(disk) {
+        f.snapshots.retain(|s| s.id != snap);
+    }
+    Ok(None)
+}
+
+/// RenameVStorageObject: a new, non-empty name.
+pub(crate) fn rename(
+    inv: &mut Inventory,
+    disk: &str,
+    ds: Option<&ManagedObjectReference>,
+    name: &str,
+) -> Result<(), Fault> {
+    lookup(inv, disk, ds)?;
+    if name.trim().is_empty() {
+        return Err(invalid_argument("the disk needs a name", Some("name")));
+    }
+    if let Some(f) = inv.fcds.get_mut(disk) {
+        f.name = name.to_owned();
+    }
+    Ok(())
+}
+
+/// VCenterUpdateVStorageObjectMetadataEx_Task (and vslm's update): sets the given keys,
+/// removes `delete_keys`; returns the disk.
+pub(crate) fn update_metadata(
+    inv: &mut Inventory,
+    disk: &str,
+    ds: Option<&ManagedObjectReference>,
+    metadata: &[KeyValue],
+    delete_keys: &[String],
+) -> Result<VStorageObject, Fault> {
+    lookup(inv, disk, ds)?;
+    if let Some(k) = metadata.iter().find(|k| k.key.is_empty()) {
+        return Err(invalid_argument(
+            format!("a metadata entry has an empty key (value {:?})", k.value),
+            Some("metadata"),
+        ));
+    }
+    if let Some(f) = inv.fcds.get_mut(disk) {
+        f.metadata.retain(|k| !delete_keys.contains(&k.key));
+        for kv in metadata {
+            match f.metadata.iter_mut().find(|k| k.key == kv.key) {
+                Some(slot) => slot.value.clone_from(&kv.value),
+                None => f.metadata.push(kv.clone()),
+            }
+        }
+    }
+    let f = lookup(inv, disk, ds)?;
+    Ok(object(inv, f))
+}
+
+/// The disk's (or one snapshot's) metadata whose keys start with `prefix`.
+pub(crate) fn metadata(
+    inv: &Inventory,
+    disk: &str,
+    ds: Option<&ManagedObjectReference>,
+    snap: Option<&str>,
+    prefix: Option<&str>,
+) -> Result<Vec<KeyValue>, Fault> {
+    let f = lookup(inv, disk, ds)?;
+    let all = match snap {
+        Some(s) => &snapshot(f, s)?.metadata,
+        None => &f.metadata,
+    };
+    Ok(all
+        .iter()
+        .filter(|k| prefix.is_none_or(|p| k.key.starts_with(p)))
+        .cloned()
+        .collect())
+}
+
+/// One metadata value; `KeyNotFound` when the disk has no such key.
+pub(crate) fn metadata_value(
+    inv: &Inventory,
+    disk: &str,
+    ds: Option<&ManagedObjectReference>,
+    snap: Option<&str>,
+    key: &str,
+) -> Result<String, Fault> {
+    metadata(inv, disk, ds, snap, None)?
+        .into_iter()
+        .find(|k| k.key == key)
+        .map(|k| k.value)
+        .ok_or_else(|| {
+            let mut f = KeyNotFound::default();
+            f.key = key.to_owned();
+            Fault::new(format!("The key {key:?} was not found."), f)
+        })
+}
+
+/// The datastore a clone or relocation names (its backing spec), else the disk's own.
+fn target_datastore(
+    inv: &Inventory,
+    spec: &VslmMigrateSpec,
+    current: &ManagedObjectReference,
+) -> Result<ManagedObjectReference, Fault> {
+    let ds = spec
+        .backing_spec
+        .as_ref()
+        .map_or_else(|| current.clone(), |b| b.datastore.clone());
+    if inv.resolve(&ds).is_none() {
+        return Err(crate::fault::not_found(&ds));
+    }
+    Ok(ds)
+}
+
+/// CloneVStorageObject_Task: a new disk with the source's size, on the spec's datastore.
+pub(crate) fn clone(
+    inv: &mut Inventory,
+    disk: &str,
+    ds: Option<&ManagedObjectReference>,
+    spec: &VslmCloneSpec,
+) -> TaskOutcome {
+    let src = lookup(inv, disk, ds)?.clone();
+    let target = target_datastore(inv, &spec.vslm_migrate_spec, &src.datastore)?;
+    let mut create_spec = VslmCreateSpec::default();
+    create_spec.name.clone_from(&spec.name);
+    create_spec.capacity_in_mb = src.capacity_mb;
+    create_spec.keep_after_delete_vm = spec.keep_after_delete_vm.or(Some(src.keep_after_delete_vm));
+    create_spec.metadata = if spec.metadata.is_empty() {
+        src.metadata.clone()
+    } else {
+        spec.metadata.clone()
+    };
+    let mut backing = vsphere_client::types::VslmCreateSpecDiskFileBackingSpec::default();
+    backing.vslm_create_spec_backing_spec.datastore = target;
+    create_spec.backing_spec = Some(Poly::new(backing));
+    create(inv, &create_spec)
+}
+
+/// RelocateVStorageObject_Task: moves a detached disk to another datastore (space moves with
+/// it); an attached disk is `InvalidState`.
+pub(crate) fn relocate(
+    inv: &mut Inventory,
+    disk: &str,
+    ds: Option<&ManagedObjectReference>,
+    spec: &VslmRelocateSpec,
+) -> TaskOutcome {
+    let f = lookup(inv, disk, ds)?.clone();
+    if let Some((vm, _)) = attached_to(inv, disk) {
+        return Err(in_use(inv, &f, &vm));
+    }
+    let target = target_datastore(inv, &spec.vslm_migrate_spec, &f.datastore)?;
+    if target.value != f.datastore.value {
+        let bytes = f.capacity_mb << 20;
+        if inv.free_space(&target.value).unwrap_or(0) < bytes {
+            return Err(no_space(inv, &target));
+        }
+        inv.adjust_free_space(&target.value, -bytes);
+        inv.adjust_free_space(&f.datastore.value, bytes);
+        let name = inv.name_of(&target.value).unwrap_or_default().to_owned();
+        let file = f.path.split_once("] ").map_or(f.path.as_str(), |(_, p)| p);
+        let path = format!("[{name}] {file}");
+        if let Some(x) = inv.fcds.get_mut(disk) {
+            x.datastore = target;
+            x.path = path;
+        }
+    }
+    let f = lookup(inv, disk, None)?;
+    Ok(Some(Any::Data(Box::new(object(inv, f)))))
 }
 
 #[cfg(test)]

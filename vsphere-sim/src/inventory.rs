@@ -10,9 +10,9 @@ use vsphere_client::types::{
     ManagedEntityStatus, ParaVirtualSCSIController, VirtualDevice, VirtualDeviceBackingInfo,
     VirtualDeviceFileBackingInfo, VirtualDisk, VirtualDiskFlatVer2BackingInfo, VirtualE1000,
     VirtualEthernetCard, VirtualEthernetCardNetworkBackingInfo, VirtualHardware,
-    VirtualMachineConfigInfo, VirtualMachineConfigSummary, VirtualMachineConnectionState,
+    VirtualMachineConfigInfo, VirtualMachineConnectionState, VirtualMachineFileInfo,
     VirtualMachinePowerState, VirtualMachineRecordReplayState, VirtualMachineRuntimeInfo,
-    VirtualMachineStorageSummary, VirtualMachineSummary, VirtualPCIController, VirtualSCSISharing,
+    VirtualPCIController, VirtualSCSISharing,
 };
 
 /// The size of the generated inventory; the defaults match vcsim's VPX model.
@@ -177,10 +177,77 @@ impl Inventory {
         Self {
             objects: objects
                 .into_iter()
-                .map(|o| (o.moref.value.clone(), o))
+                .map(|mut o| {
+                    // Older state files stored derived properties: they are computed now.
+                    let derived = Self::derived(&o.moref.type_);
+                    o.props.retain(|(n, _)| !derived.contains(n));
+                    (o.moref.value.clone(), o)
+                })
                 .collect(),
             next_id,
             fcds,
+        }
+    }
+
+    /// A property's value: a VM's derived `summary` and `guest` are computed from its stored
+    /// properties (nothing to keep in step, less memory per VM), any other is the stored one.
+    pub(crate) fn value<'a>(
+        &'a self,
+        obj: &'a MoObject,
+        name: &str,
+    ) -> Option<std::borrow::Cow<'a, Any>> {
+        use std::borrow::Cow;
+        if obj.moref.type_ == "VirtualMachine" {
+            match name {
+                "summary" => {
+                    return crate::vm::summary(self, &obj.moref.value)
+                        .map(|s| Cow::Owned(Any::Data(Box::new(s))));
+                }
+                "guest" => {
+                    return crate::guest::info(self, &obj.moref.value)
+                        .map(|g| Cow::Owned(Any::Data(Box::new(g))));
+                }
+                _ => {}
+            }
+        }
+        if obj.moref.type_ == "HostSystem" && name == "summary" {
+            return self
+                .host_summary(obj)
+                .map(|s| Cow::Owned(Any::Data(Box::new(s))));
+        }
+        obj.prop(name).map(Cow::Borrowed)
+    }
+
+    /// A host's stored summary with its `quickStats` from the VMs it runs: memory usage is the
+    /// configured memory of its powered-on VMs (MB), CPU usage 0 (the simulated guests idle).
+    fn host_summary(&self, obj: &MoObject) -> Option<HostListSummary> {
+        let Some(Any::Data(d)) = obj.prop("summary") else {
+            return None;
+        };
+        let mut s = d.downcast_ref::<HostListSummary>()?.clone();
+        let memory: i64 = self
+            .refs_of(&obj.moref.value, "vm")
+            .iter()
+            .filter(|vm| {
+                self.data::<VirtualMachineRuntimeInfo>(&vm.value, "runtime")
+                    .is_some_and(|r| r.power_state == VirtualMachinePowerState::PoweredOn)
+            })
+            .filter_map(|vm| self.data::<VirtualMachineConfigInfo>(&vm.value, "config"))
+            .filter_map(|c| c.hardware.as_ref().map(|h| i64::from(h.memory_mb)))
+            .sum();
+        let mut q = vsphere_client::types::HostListSummaryQuickStats::default();
+        q.overall_memory_usage = Some(i32::try_from(memory).unwrap_or(i32::MAX));
+        q.overall_cpu_usage = Some(0);
+        s.quick_stats = Some(Obj::new(q));
+        Some(s)
+    }
+
+    /// The derived properties of a managed type (see [`Inventory::value`]).
+    pub(crate) fn derived(type_: &str) -> &'static [&'static str] {
+        if type_ == "VirtualMachine" {
+            &["summary", "guest"]
+        } else {
+            &[]
         }
     }
 
@@ -510,22 +577,11 @@ impl Inventory {
         self.push_ref(&network.value, "vm", vm.clone());
         let uuid = uuid_for(&vm.value);
         let disk_kb: i64 = 1 << 20;
-        let (config, summary_config, runtime) =
-            vm_parts(name, &vm, host, ds, &ds_name, network, &uuid, disk_kb);
-        let mut storage = VirtualMachineStorageSummary::default();
-        storage.committed = disk_kb * 1024;
-        storage.timestamp = DateTime::from_unix(0, 0);
-        let mut summary = VirtualMachineSummary::default();
-        summary.vm = Some(vm.clone());
-        summary.runtime = Some(Obj::new(runtime.clone()));
-        summary.config = Some(Obj::new(summary_config));
-        summary.storage = Some(Obj::new(storage));
-        summary.overall_status = ManagedEntityStatus::Green;
+        let (config, runtime) = vm_parts(name, &vm, host, ds, &ds_name, network, &uuid, disk_kb);
         let o = self.objects.get_mut(&vm.value).expect("vm");
         o.set("resourcePool", Any::MoRef(pool.clone()));
         o.set("runtime", Any::Data(Box::new(runtime)));
         o.set("config", Any::Data(Box::new(config)));
-        o.set("summary", Any::Data(Box::new(summary)));
         o.set("datastore", refs(std::slice::from_ref(ds)));
         o.set("network", refs(std::slice::from_ref(network)));
         // Capacity accounting: the VM's disk is taken from its datastore's free space.
@@ -591,11 +647,7 @@ fn vm_parts(
     network: &ManagedObjectReference,
     uuid: &str,
     disk_kb: i64,
-) -> (
-    VirtualMachineConfigInfo,
-    VirtualMachineConfigSummary,
-    VirtualMachineRuntimeInfo,
-) {
+) -> (VirtualMachineConfigInfo, VirtualMachineRuntimeInfo) {
     let vmx = format!("[{ds_name}] {name}/{name}.vmx");
     let mut file = VirtualDeviceFileBackingInfo::default();
     file.file_name = format!("[{ds_name}] {name}/{name}.vmdk");
@@ -668,22 +720,15 @@ fn vm_parts(
     config.instance_uuid = Some(uuid_for(&format!("{}-instance", vm.value)));
     config.guest_id = "otherLinux64Guest".to_owned();
     config.hardware = Some(Obj::new(hw));
-    let mut sc = VirtualMachineConfigSummary::default();
-    sc.name = name.to_owned();
-    sc.vm_path_name = vmx;
-    sc.memory_size_mb = Some(32);
-    sc.num_cpu = Some(1);
-    sc.num_ethernet_cards = Some(1);
-    sc.num_virtual_disks = Some(1);
-    sc.uuid = Some(uuid.to_owned());
-    sc.guest_id = Some("otherLinux64Guest".to_owned());
-    sc.guest_full_name = Some("Other Linux (64-bit)".to_owned());
+    let mut files = VirtualMachineFileInfo::default();
+    files.vm_path_name = Some(vmx);
+    config.files = Some(Obj::new(files));
     let mut runtime = VirtualMachineRuntimeInfo::default();
     runtime.host = Some(host.clone());
     runtime.connection_state = VirtualMachineConnectionState::Connected;
     runtime.power_state = VirtualMachinePowerState::PoweredOn;
     runtime.record_replay_state = VirtualMachineRecordReplayState::Inactive;
-    (config, sc, runtime)
+    (config, runtime)
 }
 
 pub(crate) fn label(l: &str, s: &str) -> Description {
@@ -741,6 +786,37 @@ mod tests {
             .downcast_ref::<DatastoreSummary>()
             .map(|s| s.capacity - s.free_space);
         assert_eq!(used, Some(8 * (1 << 30)));
+    }
+
+    #[test]
+    fn host_memory_usage_follows_powered_on_vms() {
+        let mut inv = Inventory::build(&InventoryShape::default());
+        let host = inv
+            .of_type("HostSystem")
+            .find(|o| o.prop("name").and_then(Any::as_str) == Some("DC0_H0"))
+            .unwrap()
+            .moref
+            .value
+            .clone();
+        let usage = |inv: &Inventory| {
+            let obj = inv.get(&host).unwrap();
+            let Some(v) = inv.value(obj, "summary") else {
+                panic!("no summary")
+            };
+            let Any::Data(d) = &*v else {
+                panic!("not data")
+            };
+            d.downcast_ref::<HostListSummary>()
+                .unwrap()
+                .quick_stats
+                .as_ref()
+                .unwrap()
+                .overall_memory_usage
+        };
+        assert_eq!(usage(&inv), Some(64), "two powered-on 32 MB VMs");
+        let vm = inv.refs_of(&host, "vm")[0].value.clone();
+        crate::vm::power(&mut inv, &vm, crate::vm::PowerOp::Off).unwrap();
+        assert_eq!(usage(&inv), Some(32));
     }
 
     #[test]

@@ -31,15 +31,23 @@
 //!   private collectors (`CreatePropertyCollector`, `DestroyPropertyCollector`), with
 //!   incremental `enter`/`modify`/`leave` updates;
 //! - the ViewManager: `CreateContainerView` (recursive, type filter; views follow the
-//!   inventory) and `DestroyView`;
+//!   inventory), `CreateListView`, `CreateListViewFromView`, `ModifyListView`,
+//!   `ResetListView` and `DestroyView`;
 //! - tasks whose `info` moves queued -> running (with progress) -> success or error, one
 //!   [`SimulatorBuilder::task_step`] per stage, listed in `TaskManager.recentTask` and the
 //!   entity's `recentTask`;
 //! - VM operations: power on/off/reset/suspend, `ReconfigVM_Task` (disks and NICs with
-//!   vCenter's keys and unit numbers), `CloneVM_Task`, `CreateVM_Task`, `Destroy_Task`, with
-//!   datastore capacity accounting;
+//!   vCenter's keys and unit numbers, `extraConfig`), `CloneVM_Task` (from templates too),
+//!   `CreateVM_Task`, `Destroy_Task`, `MarkAsTemplate`/`MarkAsVirtualMachine`,
+//!   `ShutdownGuest`/`RebootGuest`/`StandbyGuest`, with datastore capacity accounting;
+//! - guest identity of powered-on VMs (`guest.ipAddress` from a deterministic 10.x.y.z pool,
+//!   `guest.net`, tools running, `summary.guest`), cleared on power off, overridden by vcsim's
+//!   `SET.guest.ipAddress` / `SET.guest.hostName` extraConfig keys;
 //! - First Class Disks (`VcenterVStorageObjectManager`: create, list, retrieve, extend, delete,
-//!   associations) and `AttachDisk_Task`/`DetachDisk_Task`, a disk attached to one VM at a time;
+//!   associations, snapshots, metadata, rename, clone, relocate, tags from the REST tagging
+//!   store) and `AttachDisk_Task`/`DetachDisk_Task`, a disk attached to one VM at a time;
+//! - `/vslm/sdk` (its `ServiceInstance` and a `VslmVStorageObjectManager` over the same disks,
+//!   `VslmTask`s) and `/pbm/sdk` (default storage profiles, compatibility and matching hubs);
 //! - `SearchIndex`: `FindByInventoryPath`, `FindChild`, `FindByUuid`;
 //! - faults as vCenter sends them (typed detail, `faultCause`);
 //! - fault injection: [`Simulator::set_latency`], [`Simulator::set_error_rate`],
@@ -55,8 +63,7 @@
 //! HTTPS with [`SimulatorBuilder::tls`]: a self-signed certificate generated at start, whose
 //! thumbprint [`Simulator::thumbprint`] gives for pinning.
 //!
-//! Every other method answers the `NotImplemented` fault, naming itself. `/vslm/sdk` and `/pbm/sdk`
-//! are not built yet.
+//! Every other method answers the `NotImplemented` fault, naming itself.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -93,9 +100,11 @@ mod devices;
 mod error;
 mod fault;
 mod fcd;
+mod guest;
 mod inject;
 mod inventory;
 mod path;
+mod pbm;
 mod rest;
 mod search;
 mod server;
@@ -104,6 +113,7 @@ mod task;
 mod tls;
 mod updates;
 mod vm;
+mod vslm;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -119,7 +129,8 @@ pub use inventory::InventoryShape;
 /// assert!(vsphere_sim::CAPABILITY.contains("simulator"));
 /// ```
 pub const CAPABILITY: &str = "an in-process vCenter simulator (vim25 sessions, PropertyCollector \
-     with WaitForUpdatesEx, container views, tasks, VM operations, First Class Disks, SearchIndex, \
+     with WaitForUpdatesEx, container and list views, tasks, VM operations with guest identity, \
+     First Class Disks with snapshots, metadata and tags, /vslm/sdk and /pbm/sdk, SearchIndex, \
      fault injection)";
 
 /// Configures and starts a [`Simulator`].

@@ -17,10 +17,10 @@ use vsphere_client::codec::{
     Obj, Request, Service, Since, Value, decode_request, encode_response,
 };
 use vsphere_client::types::{
-    ID, InvalidLogin, InvalidProperty, MethodNotFound, NotAuthenticated, ObjectContent,
+    ID, InvalidLogin, InvalidProperty, KeyValue, MethodNotFound, NotAuthenticated, ObjectContent,
     PropertyFilterSpec, RequestCanceled, RetrieveOptions, RetrieveResult, RetrieveVStorageObjSpec,
     ServiceContent, UpdateSet, UserSession, VirtualMachineCloneSpec, VirtualMachineConfigSpec,
-    VslmCreateSpec, WaitOptions,
+    VslmCloneSpec, VslmCreateSpec, VslmRelocateSpec, VslmTagEntry, WaitOptions,
 };
 
 use crate::collector::{self, CollectError};
@@ -147,7 +147,7 @@ impl SimState {
     }
 
     /// Ends a session with its collectors and filters.
-    fn end_session(&mut self, key: &str) {
+    pub(crate) fn end_session(&mut self, key: &str) {
         self.sessions.remove(key);
         let gone: Vec<String> = self
             .collectors
@@ -207,6 +207,8 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/sdk", post(soap))
         .route("/sdk/vimService", post(soap))
         .route("/sdk/vimServiceVersions.xml", get(versions))
+        .route("/vslm/sdk", post(soap))
+        .route("/pbm/sdk", post(soap))
         .merge(crate::rest::router())
         .with_state(state)
 }
@@ -242,6 +244,19 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
         .filter_map(|kv| kv.trim().split_once('='))
         .find(|(k, _)| *k == COOKIE)
         .map(|(_, v)| v.trim_matches('"').to_owned())
+}
+
+/// The `vcSessionCookie` SOAP header the pbm and vslm clients send (pyVmomi's request
+/// context, govmomi's `soap.Header.Cookie`), when there is no HTTP cookie.
+fn vc_session_cookie(body: &str) -> Option<String> {
+    let header_end = body.find("Body>")?;
+    let head = &body[..header_end];
+    let start = head.find("vcSessionCookie")?;
+    let rest = &head[start..];
+    let open = rest.find('>')? + 1;
+    let close = rest[open..].find('<')? + open;
+    let v = rest[open..close].trim().trim_matches('"');
+    (!v.is_empty()).then(|| v.to_owned())
 }
 
 fn new_session_key() -> String {
@@ -303,6 +318,10 @@ fn read_only(method: &str) -> bool {
             | "ListVStorageObject"
             | "RetrieveVStorageObject"
             | "RetrieveVStorageObjectAssociations"
+            | "RetrieveSnapshotInfo"
+            | "RetrieveSnapshotDetails"
+            | "ListTagsAttachedToVStorageObject"
+            | "ListVStorageObjectsAttachedToTag"
             | "FindByInventoryPath"
             | "FindByUuid"
             | "FindChild"
@@ -313,7 +332,7 @@ async fn soap(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> R
     let Ok(text) = std::str::from_utf8(&body) else {
         return bad_request("the body is not UTF-8").into_response();
     };
-    let cookie = session_cookie(&headers);
+    let cookie = session_cookie(&headers).or_else(|| vc_session_cookie(text));
     let req = match decode_request(text) {
         Ok(r) => r,
         Err(e) => {
@@ -554,13 +573,13 @@ async fn wait_inner(
     }
 }
 
-type Reply = Result<(String, Option<String>), Fault>;
+pub(crate) type Reply = Result<(String, Option<String>), Fault>;
 
 #[expect(
     clippy::unnecessary_wraps,
     reason = "the success arm of every dispatch branch"
 )]
-fn ok(body: String) -> Reply {
+pub(crate) fn ok(body: String) -> Reply {
     Ok((body, None))
 }
 
@@ -647,9 +666,9 @@ fn fetch_property(st: &mut SimState, cookie: Option<&str>, fetch: &Fetch) -> Res
         return Err(not_found(&fetch.this));
     };
     let segments: Vec<&str> = fetch.prop.split('.').collect();
-    let value = match obj.prop(segments[0]) {
+    let value = match st.inv.value(obj, segments[0]) {
         None => None,
-        Some(top) => crate::path::read(top, &segments[1..])
+        Some(top) => crate::path::read(&top, &segments[1..])
             .map_err(|_| Fault::from(CollectError::InvalidProperty(fetch.prop.clone())))?,
     };
     Ok(match value {
@@ -678,9 +697,18 @@ fn dispatch(st: &mut SimState, mut req: Request, cookie: Option<&str>) -> Reply 
     match name {
         "RetrieveServiceContent" => return ok(encode_response(req.method, &[&&service_content()])),
         "Login" => return login(st, &mut req),
+        "PbmRetrieveServiceContent" => return crate::pbm::service_content(&req),
+        "RetrieveContent" if req.method.service == Service::Vslm => {
+            return crate::vslm::service_content(&req);
+        }
         _ => {}
     }
     let key = authenticate(st, cookie, &req)?;
+    match req.method.service {
+        Service::Vslm => return crate::vslm::dispatch(st, &key, req),
+        Service::Pbm => return crate::pbm::dispatch(st, req),
+        _ => {}
+    }
     if st.inv.resolve(&req.this).is_none() {
         return Err(not_found(&req.this));
     }
@@ -815,6 +843,25 @@ fn dispatch(st: &mut SimState, mut req: Request, cookie: Option<&str>) -> Reply 
                 vm::power(&mut st.inv, &vm_id, op)
             })
         }
+        "MarkAsTemplate" => {
+            vm::mark_as_template(&mut st.inv, &req.this.value)?;
+            ok(encode_response(req.method, &[]))
+        }
+        "MarkAsVirtualMachine" => {
+            let pool: ManagedObjectReference = param!(req, one, "pool");
+            let host: Option<ManagedObjectReference> = param!(req, opt, "host");
+            vm::mark_as_virtual_machine(&mut st.inv, &req.this.value, &pool, host.as_ref())?;
+            ok(encode_response(req.method, &[]))
+        }
+        "ShutdownGuest" | "RebootGuest" | "StandbyGuest" => {
+            let op = match name {
+                "ShutdownGuest" => vm::GuestOp::Shutdown,
+                "RebootGuest" => vm::GuestOp::Reboot,
+                _ => vm::GuestOp::Standby,
+            };
+            vm::guest_op(&mut st.inv, &req.this.value, op)?;
+            ok(encode_response(req.method, &[]))
+        }
         "ReconfigVM_Task" => {
             let spec: VirtualMachineConfigSpec = param!(req, one, "spec");
             let vm_id = req.this.value.clone();
@@ -879,7 +926,11 @@ fn dispatch(st: &mut SimState, mut req: Request, cookie: Option<&str>) -> Reply 
             let disk: ID = param!(req, one, "id");
             let ds: ManagedObjectReference = param!(req, one, "datastore");
             start_task(st, &key, &req, Some(&ds.clone()), move |st| {
-                fcd::delete(&mut st.inv, &disk.id, &ds)
+                let r = fcd::delete(&mut st.inv, &disk.id, &ds);
+                if r.is_ok() {
+                    st.rest.forget_fcd(&disk.id);
+                }
+                r
             })
         }
         "ExtendDisk_Task" => {
@@ -905,6 +956,162 @@ fn dispatch(st: &mut SimState, mut req: Request, cookie: Option<&str>) -> Reply 
             let specs: Vec<RetrieveVStorageObjSpec> = param!(req, many, "ids");
             let a = fcd::associations(&st.inv, &specs);
             ok(encode_response(req.method, &[&a.as_slice()]))
+        }
+        "VStorageObjectCreateSnapshot_Task" => {
+            let disk: ID = param!(req, one, "id");
+            let ds: ManagedObjectReference = param!(req, one, "datastore");
+            let description: String = param!(req, one, "description");
+            start_task(st, &key, &req, Some(&ds.clone()), move |st| {
+                fcd::create_snapshot(&mut st.inv, &disk.id, Some(&ds), &description)
+            })
+        }
+        "RetrieveSnapshotInfo" => {
+            let disk: ID = param!(req, one, "id");
+            let ds: ManagedObjectReference = param!(req, one, "datastore");
+            let info = fcd::snapshot_info(&st.inv, &disk.id, Some(&ds))?;
+            ok(encode_response(req.method, &[&&info]))
+        }
+        "RetrieveSnapshotDetails" => {
+            let disk: ID = param!(req, one, "id");
+            let ds: ManagedObjectReference = param!(req, one, "datastore");
+            let snap: ID = param!(req, one, "snapshotId");
+            let d = fcd::snapshot_details(&st.inv, &disk.id, Some(&ds), &snap.id)?;
+            ok(encode_response(req.method, &[&&d]))
+        }
+        "DeleteSnapshot_Task" => {
+            let disk: ID = param!(req, one, "id");
+            let ds: ManagedObjectReference = param!(req, one, "datastore");
+            let snap: ID = param!(req, one, "snapshotId");
+            start_task(st, &key, &req, Some(&ds.clone()), move |st| {
+                fcd::delete_snapshot(&mut st.inv, &disk.id, Some(&ds), &snap.id)
+            })
+        }
+        "RenameVStorageObject" => {
+            let disk: ID = param!(req, one, "id");
+            let ds: ManagedObjectReference = param!(req, one, "datastore");
+            let new_name: String = param!(req, one, "name");
+            fcd::rename(&mut st.inv, &disk.id, Some(&ds), &new_name)?;
+            ok(encode_response(req.method, &[]))
+        }
+        "VCenterUpdateVStorageObjectMetadataEx_Task" => {
+            let disk: ID = param!(req, one, "id");
+            let ds: ManagedObjectReference = param!(req, one, "datastore");
+            let metadata: Vec<KeyValue> = param!(req, many, "metadata");
+            let delete_keys: Vec<String> = param!(req, many, "deleteKeys");
+            start_task(st, &key, &req, Some(&ds.clone()), move |st| {
+                let o = fcd::update_metadata(
+                    &mut st.inv,
+                    &disk.id,
+                    Some(&ds),
+                    &metadata,
+                    &delete_keys,
+                )?;
+                Ok(Some(Any::Data(Box::new(o))))
+            })
+        }
+        "CloneVStorageObject_Task" => {
+            let disk: ID = param!(req, one, "id");
+            let ds: ManagedObjectReference = param!(req, one, "datastore");
+            let spec: VslmCloneSpec = param!(req, one, "spec");
+            start_task(st, &key, &req, Some(&ds.clone()), move |st| {
+                fcd::clone(&mut st.inv, &disk.id, Some(&ds), &spec)
+            })
+        }
+        "RelocateVStorageObject_Task" => {
+            let disk: ID = param!(req, one, "id");
+            let ds: ManagedObjectReference = param!(req, one, "datastore");
+            let spec: VslmRelocateSpec = param!(req, one, "spec");
+            start_task(st, &key, &req, Some(&ds.clone()), move |st| {
+                fcd::relocate(&mut st.inv, &disk.id, Some(&ds), &spec)
+            })
+        }
+        "AttachTagToVStorageObject" | "DetachTagFromVStorageObject" => {
+            let disk: ID = param!(req, one, "id");
+            let category: String = param!(req, one, "category");
+            let tag: String = param!(req, one, "tag");
+            fcd::get(&st.inv, &disk.id, None)?;
+            if name == "AttachTagToVStorageObject" {
+                st.rest.attach_fcd_tag(&disk.id, &category, &tag)?;
+            } else {
+                st.rest.detach_fcd_tag(&disk.id, &category, &tag)?;
+            }
+            ok(encode_response(req.method, &[]))
+        }
+        "ListTagsAttachedToVStorageObject" => {
+            let disk: ID = param!(req, one, "id");
+            fcd::get(&st.inv, &disk.id, None)?;
+            let entries: Vec<VslmTagEntry> = st
+                .rest
+                .fcd_tags(&disk.id)
+                .into_iter()
+                .map(|(c, t)| {
+                    let mut e = VslmTagEntry::default();
+                    e.parent_category_name = c;
+                    e.tag_name = t;
+                    e
+                })
+                .collect();
+            ok(encode_response(req.method, &[&entries.as_slice()]))
+        }
+        "ListVStorageObjectsAttachedToTag" => {
+            let category: String = param!(req, one, "category");
+            let tag: String = param!(req, one, "tag");
+            let ids: Vec<ID> = st
+                .rest
+                .fcds_with_tag(&category, &tag)?
+                .into_iter()
+                .filter(|d| st.inv.fcds.contains_key(d))
+                .map(|d| {
+                    let mut i = ID::default();
+                    i.id = d;
+                    i
+                })
+                .collect();
+            ok(encode_response(req.method, &[&ids.as_slice()]))
+        }
+        "CreateListView" => {
+            let objs: Vec<ManagedObjectReference> = param!(req, many, "obj");
+            let view = create_list_view(st, &objs);
+            ok(encode_response(req.method, &[&&view]))
+        }
+        "CreateListViewFromView" => {
+            let from: ManagedObjectReference = param!(req, one, "view");
+            let objs = st
+                .inv
+                .resolve(&from)
+                .map(|_| st.inv.refs_of(&from.value, "view"))
+                .ok_or_else(|| not_found(&from))?;
+            let view = create_list_view(st, &objs);
+            ok(encode_response(req.method, &[&&view]))
+        }
+        "ModifyListView" | "ResetListView" => {
+            if st.inv.resolve(&req.this).is_none() {
+                return Err(not_found(&req.this));
+            }
+            let (add, remove): (Vec<ManagedObjectReference>, Vec<ManagedObjectReference>) =
+                if name == "ModifyListView" {
+                    (param!(req, many, "add"), param!(req, many, "remove"))
+                } else {
+                    (param!(req, many, "obj"), Vec::new())
+                };
+            let mut view = if name == "ModifyListView" {
+                st.inv.refs_of(&req.this.value, "view")
+            } else {
+                Vec::new()
+            };
+            view.retain(|r| !remove.contains(r));
+            let mut unresolved = Vec::new();
+            for r in add {
+                if st.inv.resolve(&r).is_none() {
+                    unresolved.push(r);
+                } else if !view.contains(&r) {
+                    view.push(r);
+                }
+            }
+            if let Some(o) = st.inv.get_mut(&req.this.value) {
+                o.set("view", Any::Array(AnyArray::MoRef(view)));
+            }
+            ok(encode_response(req.method, &[&unresolved.as_slice()]))
         }
         "FindByInventoryPath" => {
             let path: String = param!(req, one, "inventoryPath");
@@ -949,6 +1156,18 @@ fn start_task(
     entity: Option<&ManagedObjectReference>,
     job: impl FnOnce(&mut SimState) -> task::TaskOutcome + Send + 'static,
 ) -> Reply {
+    let t = queue_task(st, session, req, entity, job);
+    ok(encode_response(req.method, &[&&t]))
+}
+
+/// Creates a queued task (a vim25 `Task`) and schedules its job; its reference.
+pub(crate) fn queue_task(
+    st: &mut SimState,
+    session: &str,
+    req: &Request,
+    entity: Option<&ManagedObjectReference>,
+    job: impl FnOnce(&mut SimState) -> task::TaskOutcome + Send + 'static,
+) -> ManagedObjectReference {
     let user = st
         .sessions
         .get(session)
@@ -957,7 +1176,7 @@ fn start_task(
     let entity = entity.filter(|e| st.inv.resolve(e).is_some());
     let t = task::create(&mut st.inv, &user, req.method, entity);
     st.pending.push((t.value.clone(), Box::new(job)));
-    ok(encode_response(req.method, &[&&t]))
+    t
 }
 
 fn invalid_token(token: &str) -> Fault {
@@ -1107,6 +1326,20 @@ fn refresh_views(inv: &mut Inventory) {
             Some((o.moref.value.clone(), c.clone(), types, recursive))
         })
         .collect();
+    let lists: Vec<String> = inv
+        .of_type("ListView")
+        .map(|o| o.moref.value.clone())
+        .collect();
+    for id in lists {
+        let mut v = inv.refs_of(&id, "view");
+        let before = v.len();
+        v.retain(|r| inv.resolve(r).is_some());
+        if v.len() != before
+            && let Some(o) = inv.get_mut(&id)
+        {
+            o.set("view", Any::Array(AnyArray::MoRef(v)));
+        }
+    }
     for (id, container, types, recursive) in views {
         let contents = match inv.resolve(&container) {
             Some(root) => view_contents(inv, root, &types, recursive),
@@ -1116,6 +1349,22 @@ fn refresh_views(inv: &mut Inventory) {
             o.set("view", Any::Array(AnyArray::MoRef(contents)));
         }
     }
+}
+
+/// A ListView of the given objects (those that do not exist are left out, as vCenter does).
+fn create_list_view(st: &mut SimState, objs: &[ManagedObjectReference]) -> ManagedObjectReference {
+    let mut view: Vec<ManagedObjectReference> = Vec::new();
+    for r in objs {
+        if st.inv.resolve(r).is_some() && !view.contains(r) {
+            view.push(r.clone());
+        }
+    }
+    let id = st.inv.new_id("session[sim]listview");
+    st.inv.insert(MoObject {
+        moref: ManagedObjectReference::new("ListView", &id),
+        props: vec![("view", Any::Array(AnyArray::MoRef(view)))],
+    });
+    ManagedObjectReference::new("ListView", id)
 }
 
 fn create_container_view(

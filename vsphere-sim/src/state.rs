@@ -171,6 +171,7 @@ fn decode_fcd(d: &mut Decoder<'_>) -> Result<Fcd, vsphere_client::codec::DecodeE
         create_time: DateTime::from_unix(0, 0),
         keep_after_delete_vm: true,
         metadata: Vec::new(),
+        snapshots: Vec::new(),
     };
     let s = field("s", FieldKind::String);
     while let Some(c) = d.next_child()? {
@@ -256,6 +257,7 @@ mod tests {
                 create_time: DateTime::from_unix(1_700_000_000, 0),
                 keep_after_delete_vm: false,
                 metadata: Vec::new(),
+                snapshots: Vec::new(),
             },
         );
         let xml = encode(&inv);

@@ -9,11 +9,12 @@ use std::collections::HashMap;
 
 use vsphere_client::codec::{Any, ManagedObjectReference, Obj, Poly};
 use vsphere_client::types::{
-    DuplicateName, InvalidDeviceSpec, InvalidPowerState, NoDiskSpace, VirtualDevice,
-    VirtualDeviceConfigSpec, VirtualDeviceConfigSpecFileOperation,
+    DuplicateName, InvalidDeviceSpec, InvalidPowerState, NoDiskSpace, NotSupported,
+    ToolsUnavailable, VirtualDevice, VirtualDeviceConfigSpec, VirtualDeviceConfigSpecFileOperation,
     VirtualDeviceConfigSpecOperation, VirtualDisk, VirtualMachineCloneSpec,
-    VirtualMachineConfigInfo, VirtualMachineConfigSpec, VirtualMachinePowerState,
-    VirtualMachineRuntimeInfo, VirtualMachineSummary, VirtualPCIController,
+    VirtualMachineConfigInfo, VirtualMachineConfigSpec, VirtualMachineConfigSummary,
+    VirtualMachinePowerState, VirtualMachineRuntimeInfo, VirtualMachineStorageSummary,
+    VirtualMachineSummary, VirtualPCIController,
 };
 
 use crate::devices::{self, Class};
@@ -91,18 +92,138 @@ fn set_power_state(inv: &mut Inventory, vm: &str, state: &VirtualMachinePowerSta
     if let Some(r) = inv.data_mut::<VirtualMachineRuntimeInfo>(vm, "runtime") {
         apply(r);
     }
-    if let Some(s) = inv.data_mut::<VirtualMachineSummary>(vm, "summary")
-        && let Some(r) = s.runtime.as_deref_mut()
-    {
-        apply(r);
-    }
 }
 
-/// PowerOnVM_Task, PowerOffVM_Task, ResetVM_Task, SuspendVM_Task.
+/// PowerOnVM_Task, PowerOffVM_Task, ResetVM_Task, SuspendVM_Task (templates cannot be
+/// powered on: `NotSupported`).
 pub(crate) fn power(inv: &mut Inventory, vm: &str, op: PowerOp) -> TaskOutcome {
+    if is_template(inv, vm) {
+        return Err(template_not_supported("power operations"));
+    }
     let next = power_transition(&power_state(inv, vm)?, op)?;
     set_power_state(inv, vm, &next);
     Ok(None)
+}
+
+/// A guest operation (through VMware Tools).
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub(crate) enum GuestOp {
+    Shutdown,
+    Reboot,
+    Standby,
+}
+
+/// ShutdownGuest, RebootGuest, StandbyGuest: the VM must be powered on with its tools running
+/// (`InvalidPowerState`, `ToolsUnavailable`). The guest acts at once: a shutdown powers the VM
+/// off, a reboot boots it again (new `bootTime`), standby suspends it.
+pub(crate) fn guest_op(inv: &mut Inventory, vm: &str, op: GuestOp) -> Result<(), Fault> {
+    if is_template(inv, vm) {
+        return Err(template_not_supported("guest operations"));
+    }
+    let state = power_state(inv, vm)?;
+    if state != VirtualMachinePowerState::PoweredOn {
+        return Err(invalid_power_state(&state, PowerOp::On));
+    }
+    let tools = crate::guest::info(inv, vm).and_then(|g| g.tools_running_status);
+    if tools.as_deref() != Some("guestToolsRunning") {
+        return Err(Fault::new(
+            "Cannot complete operation because VMware Tools is not running in this virtual machine.",
+            ToolsUnavailable::default(),
+        ));
+    }
+    let next = match op {
+        GuestOp::Shutdown => VirtualMachinePowerState::PoweredOff,
+        GuestOp::Reboot => VirtualMachinePowerState::PoweredOn,
+        GuestOp::Standby => VirtualMachinePowerState::Suspended,
+    };
+    set_power_state(inv, vm, &next);
+    Ok(())
+}
+
+/// Whether the VM is a template (`config.template`).
+pub(crate) fn is_template(inv: &Inventory, vm: &str) -> bool {
+    inv.data::<VirtualMachineConfigInfo>(vm, "config")
+        .is_some_and(|c| c.template)
+}
+
+fn template_not_supported(what: &str) -> Fault {
+    Fault::new(
+        format!("The operation is not supported on the object: {what} on a template."),
+        NotSupported::default(),
+    )
+}
+
+fn set_template(inv: &mut Inventory, vm: &str, template: bool) {
+    if let Some(c) = inv.data_mut::<VirtualMachineConfigInfo>(vm, "config") {
+        c.template = template;
+    }
+}
+
+/// MarkAsTemplate: a powered-off VM becomes a template and leaves its resource pool
+/// (`NotSupported` when it already is one, `InvalidPowerState` unless powered off).
+pub(crate) fn mark_as_template(inv: &mut Inventory, vm: &str) -> Result<(), Fault> {
+    if is_template(inv, vm) {
+        return Err(template_not_supported("MarkAsTemplate"));
+    }
+    let state = power_state(inv, vm)?;
+    if state != VirtualMachinePowerState::PoweredOff {
+        return Err(invalid_power_state(&state, PowerOp::Off));
+    }
+    if let Some(p) = inv.refs_of(vm, "resourcePool").first() {
+        inv.remove_ref(&p.value, "vm", vm);
+    }
+    if let Some(o) = inv.get_mut(vm) {
+        o.props.retain(|(n, _)| *n != "resourcePool");
+    }
+    set_template(inv, vm, true);
+    Ok(())
+}
+
+/// MarkAsVirtualMachine: a template becomes a VM again, in `pool` (on `host` when given).
+pub(crate) fn mark_as_virtual_machine(
+    inv: &mut Inventory,
+    vm: &str,
+    pool: &ManagedObjectReference,
+    host: Option<&ManagedObjectReference>,
+) -> Result<(), Fault> {
+    if !is_template(inv, vm) {
+        return Err(Fault::new(
+            "The operation is not supported on the object: the VM is not a template.",
+            NotSupported::default(),
+        ));
+    }
+    if inv.resolve(pool).is_none() {
+        return Err(crate::fault::not_found(pool));
+    }
+    if let Some(h) = host {
+        if inv.resolve(h).is_none() {
+            return Err(crate::fault::not_found(h));
+        }
+        let old = inv
+            .data::<VirtualMachineRuntimeInfo>(vm, "runtime")
+            .and_then(|r| r.host.clone());
+        if let Some(old) = old {
+            inv.remove_ref(&old.value, "vm", vm);
+        }
+        inv.push_ref(
+            &h.value,
+            "vm",
+            ManagedObjectReference::new("VirtualMachine", vm),
+        );
+        if let Some(r) = inv.data_mut::<VirtualMachineRuntimeInfo>(vm, "runtime") {
+            r.host = Some(h.clone());
+        }
+    }
+    inv.push_ref(
+        &pool.value,
+        "vm",
+        ManagedObjectReference::new("VirtualMachine", vm),
+    );
+    if let Some(o) = inv.get_mut(vm) {
+        o.set("resourcePool", Any::MoRef(pool.clone()));
+    }
+    set_template(inv, vm, false);
+    Ok(())
 }
 
 fn config<'a>(inv: &'a Inventory, vm: &str) -> Result<&'a VirtualMachineConfigInfo, Fault> {
@@ -517,18 +638,9 @@ impl Committed {
     }
 }
 
-/// Writes a VM's device list and what derives from it (summary counts, committed storage,
-/// change version).
+/// Writes a VM's device list and its change version (the summary's counts and committed
+/// storage derive from it, see [`summary`]).
 pub(crate) fn set_devices(inv: &mut Inventory, vm: &str, devs: Vec<Poly<VirtualDevice>>) {
-    let disks = devs
-        .iter()
-        .filter(|d| devices::class(d) == Class::Disk)
-        .count();
-    let nics = devs
-        .iter()
-        .filter(|d| devices::class(d) == Class::Nic)
-        .count();
-    let committed: i64 = devs.iter().map(disk_bytes).sum();
     if let Some(c) = inv.data_mut::<VirtualMachineConfigInfo>(vm, "config") {
         if let Some(h) = c.hardware.as_deref_mut() {
             h.device = devs;
@@ -537,15 +649,45 @@ pub(crate) fn set_devices(inv: &mut Inventory, vm: &str, devs: Vec<Poly<VirtualD
         c.change_version = (v + 1).to_string();
         c.modified = crate::server::now();
     }
-    if let Some(s) = inv.data_mut::<VirtualMachineSummary>(vm, "summary") {
-        if let Some(c) = s.config.as_deref_mut() {
-            c.num_virtual_disks = i32::try_from(disks).ok();
-            c.num_ethernet_cards = i32::try_from(nics).ok();
-        }
-        if let Some(st) = s.storage.as_deref_mut() {
-            st.committed = committed;
-        }
+}
+
+/// A VM's `summary`, derived from its stored `config`, `runtime` and guest identity, as
+/// vCenter fills it.
+pub(crate) fn summary(inv: &Inventory, vm: &str) -> Option<VirtualMachineSummary> {
+    let config = inv.data::<VirtualMachineConfigInfo>(vm, "config")?;
+    let runtime = inv.data::<VirtualMachineRuntimeInfo>(vm, "runtime")?;
+    let devs: &[Poly<VirtualDevice>] = config.hardware.as_ref().map_or(&[], |h| &h.device);
+    let count =
+        |c: Class| i32::try_from(devs.iter().filter(|d| devices::class(d) == c).count()).ok();
+    let mut sc = VirtualMachineConfigSummary::default();
+    sc.name.clone_from(&config.name);
+    sc.template = config.template;
+    sc.vm_path_name = config
+        .files
+        .as_ref()
+        .and_then(|f| f.vm_path_name.clone())
+        .unwrap_or_default();
+    if let Some(h) = config.hardware.as_ref() {
+        sc.memory_size_mb = Some(h.memory_mb);
+        sc.num_cpu = Some(h.num_cpu);
     }
+    sc.num_ethernet_cards = count(Class::Nic);
+    sc.num_virtual_disks = count(Class::Disk);
+    sc.uuid = Some(config.uuid.clone());
+    sc.instance_uuid.clone_from(&config.instance_uuid);
+    sc.guest_id = Some(config.guest_id.clone());
+    sc.guest_full_name = Some(config.guest_full_name.clone());
+    let mut storage = VirtualMachineStorageSummary::default();
+    storage.committed = devs.iter().map(disk_bytes).sum();
+    storage.timestamp = vsphere_client::codec::DateTime::from_unix(0, 0);
+    let mut s = VirtualMachineSummary::default();
+    s.vm = Some(ManagedObjectReference::new("VirtualMachine", vm));
+    s.runtime = Some(Obj::new(runtime.clone()));
+    s.config = Some(Obj::new(sc));
+    s.storage = Some(Obj::new(storage));
+    s.guest = crate::guest::info(inv, vm).map(|g| Obj::new(crate::guest::summary(&g)));
+    s.overall_status = vsphere_client::types::ManagedEntityStatus::Green;
+    Some(s)
 }
 
 fn rename(inv: &mut Inventory, vm: &str, name: &str) {
@@ -553,11 +695,6 @@ fn rename(inv: &mut Inventory, vm: &str, name: &str) {
         o.set("name", Any::String(name.to_owned()));
     }
     if let Some(c) = inv.data_mut::<VirtualMachineConfigInfo>(vm, "config") {
-        c.name = name.to_owned();
-    }
-    if let Some(s) = inv.data_mut::<VirtualMachineSummary>(vm, "summary")
-        && let Some(c) = s.config.as_deref_mut()
-    {
         c.name = name.to_owned();
     }
 }
@@ -571,16 +708,6 @@ fn set_cpu_memory(inv: &mut Inventory, vm: &str, cpus: Option<i32>, memory_mb: O
         }
         if let Some(m) = memory_mb {
             h.memory_mb = i32::try_from(m).unwrap_or(i32::MAX);
-        }
-    }
-    if let Some(s) = inv.data_mut::<VirtualMachineSummary>(vm, "summary")
-        && let Some(c) = s.config.as_deref_mut()
-    {
-        if cpus.is_some() {
-            c.num_cpu = cpus;
-        }
-        if let Some(m) = memory_mb {
-            c.memory_size_mb = i32::try_from(m).ok();
         }
     }
 }
@@ -615,6 +742,11 @@ pub(crate) fn reconfigure(
         rename(inv, vm, name);
     }
     set_cpu_memory(inv, vm, spec.num_cp_us, spec.memory_mb);
+    if !spec.extra_config.is_empty()
+        && let Some(c) = inv.data_mut::<VirtualMachineConfigInfo>(vm, "config")
+    {
+        crate::guest::apply_extra_config(c, &spec.extra_config);
+    }
     Ok(None)
 }
 
@@ -719,10 +851,21 @@ pub(crate) fn clone(
         .and_then(|l| l.host.clone())
         .or_else(|| runtime.host.clone())
         .ok_or_else(|| invalid_argument("the source VM has no host", Some("host")))?;
+    // A template has no pool: the clone goes to its host's compute resource's root pool.
     let pool = loc
         .and_then(|l| l.pool.clone())
         .or_else(|| inv.refs_of(src, "resourcePool").into_iter().next())
+        .or_else(|| {
+            let cr = inv.refs_of(&host.value, "parent").into_iter().next()?;
+            inv.refs_of(&cr.value, "resourcePool").into_iter().next()
+        })
         .ok_or_else(|| invalid_argument("no resource pool", Some("pool")))?;
+    if spec.template && spec.power_on {
+        return Err(invalid_argument(
+            "a clone marked as template cannot be powered on",
+            Some("powerOn"),
+        ));
+    }
     let ds = loc
         .and_then(|l| l.datastore.clone())
         .or_else(|| inv.refs_of(src, "datastore").into_iter().next())
@@ -738,10 +881,21 @@ pub(crate) fn clone(
     }
     check_name_free(inv, folder, name)?;
     let src_devs = device_list(inv, src)?;
-    let (cpus, mem) = config(inv, src)?
+    let src_config = config(inv, src)?;
+    let (cpus, mem) = src_config
         .hardware
         .as_ref()
         .map_or((1, 32), |h| (h.num_cpu, h.memory_mb));
+    // The source's extraConfig, without vcsim's `SET.` guest overrides (a clone gets its own
+    // identity).
+    let extra: Vec<_> = src_config
+        .extra_config
+        .iter()
+        .filter(|o| !o.key.starts_with("SET."))
+        .cloned()
+        .collect();
+    let guest_id = src_config.guest_id.clone();
+    let guest_full_name = src_config.guest_full_name.clone();
     // The copies' space, checked before anything is created.
     let need: i64 = src_devs
         .iter()
@@ -783,6 +937,18 @@ pub(crate) fn clone(
     }
     set_devices(inv, &vm.value, devs);
     set_cpu_memory(inv, &vm.value, Some(cpus), Some(i64::from(mem)));
+    if let Some(c) = inv.data_mut::<VirtualMachineConfigInfo>(&vm.value, "config") {
+        c.extra_config = extra;
+        c.guest_id = guest_id;
+        c.guest_full_name = guest_full_name;
+    }
+    if spec.template {
+        if let Some(o) = inv.get_mut(&vm.value) {
+            o.props.retain(|(n, _)| *n != "resourcePool");
+        }
+        inv.remove_ref(&pool.value, "vm", &vm.value);
+        set_template(inv, &vm.value, true);
+    }
     let state = if spec.power_on {
         VirtualMachinePowerState::PoweredOn
     } else {
@@ -968,7 +1134,7 @@ mod tests {
             .expect("new NIC key 4001");
         assert_eq!(nic.controller_key, Some(100));
         assert_eq!(inv.free_space(&ds).unwrap(), free - 2048 * 1024);
-        let summary = inv.data::<VirtualMachineSummary>(&vm, "summary").unwrap();
+        let summary = summary(&inv, &vm).unwrap();
         assert_eq!(summary.config.as_ref().unwrap().num_virtual_disks, Some(2));
 
         // Remove it with its file: the space comes back.

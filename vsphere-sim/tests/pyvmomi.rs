@@ -1,6 +1,8 @@
 //! pyVmomi (the real client, from PyPI) against the simulator: `tests/py/smoke.py` (connect,
 //! container views, property reads, paging) and `tests/py/tasks.py` (WaitForTask on power
-//! operations and CreateDisk_Task, AttachDisk_Task/DetachDisk_Task between two VMs).
+//! operations and CreateDisk_Task, AttachDisk_Task/DetachDisk_Task between two VMs) and
+//! `tests/py/storage.py` (the `/pbm/sdk` and `/vslm/sdk` endpoints through pyVmomi's `pbm`
+//! and `vslm` stubs).
 //!
 //! Needs `$SDK_TEST_PYTHON`, a Python with pyVmomi (`ci/test.sh` sets it up from
 //! `ci/requirements.txt`); without it the test prints why and passes without running.
@@ -64,4 +66,17 @@ async fn pyvmomi_tasks_and_first_class_disks() {
         stdout.contains("ok: AttachDisk_Task/DetachDisk_Task between two VMs"),
         "{stdout}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pyvmomi_pbm_and_vslm_endpoints() {
+    let Some(stdout) = run(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/storage.py")).await
+    else {
+        return;
+    };
+    assert!(
+        stdout.contains("ok: PbmQueryMatchingHub returns the datastores"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ok: VslmCreateDisk_Task"), "{stdout}");
 }

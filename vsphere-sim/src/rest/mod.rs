@@ -89,7 +89,109 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// The tagging association type of First Class Disks (as govmomi's simulator names them).
+pub(crate) const FCD_TYPE: &str = "fcd";
+
+fn fcd_object(disk: &str) -> ObjectId {
+    ObjectId::new(FCD_TYPE, disk)
+}
+
+/// A tagging error as the vim25 fault the FCD tagging methods give.
+fn to_fault(e: ApiError) -> crate::fault::Fault {
+    use vsphere_client::types::{InvalidArgument, InvalidState, NotFound};
+    match e.kind {
+        RestErrorKind::NotFound => crate::fault::Fault::new(e.message, NotFound::default()),
+        RestErrorKind::InvalidArgument => {
+            crate::fault::Fault::new(e.message, InvalidArgument::default())
+        }
+        _ => crate::fault::Fault::new(e.message, InvalidState::default()),
+    }
+}
+
+fn tag_not_found(category: &str, tag: &str) -> crate::fault::Fault {
+    crate::fault::Fault::new(
+        format!(
+            "The object or item referred to could not be found (tag {tag:?} in category {category:?})."
+        ),
+        vsphere_client::types::NotFound::default(),
+    )
+}
+
 impl Store {
+    /// AttachTagToVStorageObject: the tag (by category and tag name) must exist in the
+    /// tagging store, and its category must take `fcd` objects (or any).
+    pub(crate) fn attach_fcd_tag(
+        &mut self,
+        disk: &str,
+        category: &str,
+        tag: &str,
+    ) -> Result<(), crate::fault::Fault> {
+        let id = self
+            .tags
+            .find_by_names(category, tag)
+            .ok_or_else(|| tag_not_found(category, tag))?
+            .id
+            .clone();
+        self.tags
+            .attach(&id, &fcd_object(disk), true)
+            .map_err(to_fault)
+    }
+
+    /// DetachTagFromVStorageObject.
+    pub(crate) fn detach_fcd_tag(
+        &mut self,
+        disk: &str,
+        category: &str,
+        tag: &str,
+    ) -> Result<(), crate::fault::Fault> {
+        let id = self
+            .tags
+            .find_by_names(category, tag)
+            .ok_or_else(|| tag_not_found(category, tag))?
+            .id
+            .clone();
+        self.tags.detach(&id, &fcd_object(disk)).map_err(to_fault)
+    }
+
+    /// ListTagsAttachedToVStorageObject: (category name, tag name) pairs.
+    pub(crate) fn fcd_tags(&self, disk: &str) -> Vec<(String, String)> {
+        self.tags
+            .attached_tags(&fcd_object(disk))
+            .into_iter()
+            .filter_map(|id| {
+                let t = self.tags.tag(&id).ok()?;
+                Some((self.tags.category_name(&id)?.to_owned(), t.name.clone()))
+            })
+            .collect()
+    }
+
+    /// ListVStorageObjectsAttachedToTag: the disk ids.
+    pub(crate) fn fcds_with_tag(
+        &self,
+        category: &str,
+        tag: &str,
+    ) -> Result<Vec<String>, crate::fault::Fault> {
+        let id = self
+            .tags
+            .find_by_names(category, tag)
+            .ok_or_else(|| tag_not_found(category, tag))?
+            .id
+            .clone();
+        Ok(self
+            .tags
+            .attached_objects(&id)
+            .map_err(to_fault)?
+            .into_iter()
+            .filter(|o| o.type_ == FCD_TYPE)
+            .map(|o| o.id)
+            .collect())
+    }
+
+    /// Forgets a deleted disk's tags.
+    pub(crate) fn forget_fcd(&mut self, disk: &str) {
+        self.tags.forget(&fcd_object(disk));
+    }
+
     /// Ends every REST session; how many there were.
     pub(crate) fn expire_sessions(&mut self) -> usize {
         let n = self.sessions.len();

@@ -138,6 +138,28 @@ impl TagStore {
         Ok(id)
     }
 
+    /// The tag named `tag` in the category named `category` (how the vim25 FCD tagging
+    /// methods name tags).
+    pub(crate) fn find_by_names(&self, category: &str, tag: &str) -> Option<&Tag> {
+        let cat = self.categories.values().find(|c| c.name == category)?;
+        self.tags
+            .values()
+            .find(|t| t.category_id == cat.id && t.name == tag)
+    }
+
+    /// A tag's category name.
+    pub(crate) fn category_name(&self, tag_id: &str) -> Option<&str> {
+        let t = self.tags.get(tag_id)?;
+        self.categories.get(&t.category_id).map(|c| c.name.as_str())
+    }
+
+    /// Drops every association of an object (it was deleted).
+    pub(crate) fn forget(&mut self, object: &ObjectId) {
+        for objs in self.attached.values_mut() {
+            objs.remove(object);
+        }
+    }
+
     pub(crate) fn tag_ids(&self) -> Vec<String> {
         self.tags.keys().cloned().collect()
     }

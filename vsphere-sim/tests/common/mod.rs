@@ -48,6 +48,31 @@ impl Caller for Http {
     }
 }
 
+impl Http {
+    /// A caller without a session on `path` of the simulator.
+    pub(crate) fn anonymous(sim: &Simulator, path: &str) -> Self {
+        let mut url = url::Url::parse(&sim.url()).expect("the simulator URL parses");
+        url.set_path(path);
+        Self {
+            client: reqwest::Client::new(),
+            url: url.to_string(),
+            cookie: Mutex::new(None),
+        }
+    }
+
+    /// A caller on another endpoint of the same simulator (`/vslm/sdk`, `/pbm/sdk`) that
+    /// shares this caller's session cookie.
+    pub(crate) fn on_path(&self, path: &str) -> Self {
+        let mut url = url::Url::parse(&self.url).expect("the simulator URL parses");
+        url.set_path(path);
+        Self {
+            client: self.client.clone(),
+            url: url.to_string(),
+            cookie: Mutex::new(self.cookie.lock().unwrap().clone()),
+        }
+    }
+}
+
 /// Logs in; returns the caller and the service content.
 pub(crate) async fn connect(sim: &Simulator) -> (Http, ServiceContent) {
     let http = Http {

@@ -1,0 +1,640 @@
+//! First Class Disk snapshots, metadata, rename, tags, clone and relocate on vim25, ListView,
+//! and the `/vslm/sdk` and `/pbm/sdk` endpoints, over real HTTP with the SDK's generated
+//! methods.
+#![allow(
+    clippy::field_reassign_with_default,
+    clippy::assigning_clones,
+    reason = "generated data objects are built from Default, field by field"
+)]
+#![allow(
+    clippy::many_single_char_names,
+    reason = "short names for the manager, task and object of each step read like the API"
+)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{connect, wait_task};
+use vsphere_client::codec::{Any, ManagedObjectReference, Poly};
+use vsphere_client::mo::{
+    PbmPlacementSolver, PbmProfileProfileManager, PbmServiceInstance, SearchIndex,
+    VcenterVStorageObjectManager, ViewManager, VslmServiceInstance, VslmTask,
+    VslmVStorageObjectManager,
+};
+use vsphere_client::rest::{Cardinality, CategorySpec, TagSpec};
+use vsphere_client::types::{
+    ID, KeyValue, PbmCapabilityProfile, PbmPlacementHub, PbmProfileResourceType, ServiceContent,
+    TaskInfoState, VStorageObject, VslmCloneSpec, VslmCreateSpec,
+    VslmCreateSpecDiskFileBackingSpec, VslmRelocateSpec, VslmTaskInfoState,
+    VslmVsoVStorageObjectQuerySpec,
+};
+use vsphere_sim::Simulator;
+
+async fn find(http: &common::Http, content: &ServiceContent, path: &str) -> ManagedObjectReference {
+    SearchIndex::from_reference(content.search_index.clone().unwrap())
+        .find_by_inventory_path(http, path)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{path} not found"))
+}
+
+fn id(v: &str) -> ID {
+    let mut i = ID::default();
+    i.id = v.to_owned();
+    i
+}
+
+fn create_spec(name: &str, mb: i64, ds: &ManagedObjectReference) -> VslmCreateSpec {
+    let mut b = VslmCreateSpecDiskFileBackingSpec::default();
+    b.vslm_create_spec_backing_spec.datastore = ds.clone();
+    b.provisioning_type = Some("thin".into());
+    let mut s = VslmCreateSpec::default();
+    s.name = name.into();
+    s.capacity_in_mb = mb;
+    s.backing_spec = Some(Poly::new(b));
+    s
+}
+
+fn kv(k: &str, v: &str) -> KeyValue {
+    let mut x = KeyValue::default();
+    x.key = k.into();
+    x.value = v.into();
+    x
+}
+
+fn disk_id(o: &VStorageObject) -> String {
+    o.config
+        .as_ref()
+        .unwrap()
+        .base_config_info
+        .id
+        .as_ref()
+        .unwrap()
+        .id
+        .clone()
+}
+
+async fn fcd_task<T>(
+    http: &common::Http,
+    content: &ServiceContent,
+    call: vsphere_client::rpc::PendingTask<T>,
+) -> vsphere_client::types::TaskInfo {
+    let (_, info) = wait_task(http, content, call.task().reference()).await;
+    info
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fcd_snapshots_metadata_rename_clone_relocate_on_vim25() {
+    let sim = Simulator::builder()
+        .task_step(Duration::from_millis(2))
+        .start()
+        .await
+        .unwrap();
+    let (http, content) = connect(&sim).await;
+    let local = find(&http, &content, "DC0/datastore/LocalDS_0").await;
+    let shared = find(&http, &content, "DC0/datastore/SharedDS_0").await;
+    let m = VcenterVStorageObjectManager::from_reference(
+        content.v_storage_object_manager.clone().unwrap(),
+    );
+    let info = fcd_task(
+        &http,
+        &content,
+        m.create_disk_task(&http, &create_spec("vol", 32, &local))
+            .await
+            .unwrap(),
+    )
+    .await;
+    let Some(Any::Data(o)) = info.result else {
+        panic!("no disk: {:?}", info.error)
+    };
+    let disk = disk_id(o.downcast_ref::<VStorageObject>().unwrap());
+
+    // Snapshots.
+    let info = fcd_task(
+        &http,
+        &content,
+        m.v_storage_object_create_snapshot_task(&http, &id(&disk), &local, "first")
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(info.state, TaskInfoState::Success, "{:?}", info.error);
+    let Some(Any::Data(s)) = info.result else {
+        panic!("no snapshot id")
+    };
+    let snap = s.downcast_ref::<ID>().unwrap().id.clone();
+    let snaps = m
+        .retrieve_snapshot_info(&http, &id(&disk), &local)
+        .await
+        .unwrap();
+    assert_eq!(snaps.snapshots.len(), 1);
+    assert_eq!(snaps.snapshots[0].description, "first");
+    let details = m
+        .retrieve_snapshot_details(&http, &id(&disk), &local, &id(&snap))
+        .await
+        .unwrap();
+    let path = details.path.unwrap();
+    assert!(
+        std::path::Path::new(&path)
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("vmdk")),
+        "{path}"
+    );
+    let e = m
+        .retrieve_snapshot_info(&http, &id(&disk), &shared)
+        .await
+        .unwrap_err();
+    assert!(e.is_fault("NotFound"), "{e}");
+    let info = fcd_task(
+        &http,
+        &content,
+        m.delete_snapshot_task(&http, &id(&disk), &local, &id("no-such-snapshot"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(info.state, TaskInfoState::Error);
+    assert_eq!(
+        info.error.unwrap().fault.as_ref().unwrap().type_name(),
+        "NotFound"
+    );
+    let info = fcd_task(
+        &http,
+        &content,
+        m.delete_snapshot_task(&http, &id(&disk), &local, &id(&snap))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(info.state, TaskInfoState::Success, "{:?}", info.error);
+
+    // Metadata and rename.
+    let info = fcd_task(
+        &http,
+        &content,
+        m.v_center_update_v_storage_object_metadata_ex_task(
+            &http,
+            &id(&disk),
+            &local,
+            &[kv("app", "db"), kv("env", "test")],
+            &[],
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(info.state, TaskInfoState::Success, "{:?}", info.error);
+    m.rename_v_storage_object(&http, &id(&disk), &local, "vol-renamed")
+        .await
+        .unwrap();
+    let e = m
+        .rename_v_storage_object(&http, &id(&disk), &local, " ")
+        .await
+        .unwrap_err();
+    assert!(e.is_fault("InvalidArgument"), "{e}");
+    let o = m
+        .retrieve_v_storage_object(&http, &id(&disk), &local, &[])
+        .await
+        .unwrap();
+    let c = o.config.as_ref().unwrap();
+    assert_eq!(c.base_config_info.name, "vol-renamed");
+    assert_eq!(c.base_config_info.metadata.len(), 2);
+
+    // Clone onto the shared datastore, then relocate the original there.
+    let mut cs = VslmCloneSpec::default();
+    cs.name = "vol-copy".into();
+    let mut b = VslmCreateSpecDiskFileBackingSpec::default();
+    b.vslm_create_spec_backing_spec.datastore = shared.clone();
+    cs.vslm_migrate_spec.backing_spec = Some(Poly::new(b.clone()));
+    let info = fcd_task(
+        &http,
+        &content,
+        m.clone_v_storage_object_task(&http, &id(&disk), &local, &cs)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(info.state, TaskInfoState::Success, "{:?}", info.error);
+    let Some(Any::Data(o)) = info.result else {
+        panic!("no clone")
+    };
+    let copy = o.downcast_ref::<VStorageObject>().unwrap();
+    assert_eq!(copy.config.as_ref().unwrap().capacity_in_mb, 32);
+    assert_eq!(
+        copy.config
+            .as_ref()
+            .unwrap()
+            .base_config_info
+            .metadata
+            .len(),
+        2
+    );
+    assert!(
+        m.list_v_storage_object(&http, &shared)
+            .await
+            .unwrap()
+            .iter()
+            .any(|i| i.id == disk_id(copy))
+    );
+    let mut rs = VslmRelocateSpec::default();
+    rs.vslm_migrate_spec.backing_spec = Some(Poly::new(b));
+    let info = fcd_task(
+        &http,
+        &content,
+        m.relocate_v_storage_object_task(&http, &id(&disk), &local, &rs)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(info.state, TaskInfoState::Success, "{:?}", info.error);
+    assert!(
+        m.list_v_storage_object(&http, &local)
+            .await
+            .unwrap()
+            .iter()
+            .all(|i| i.id != disk)
+    );
+    let o = m
+        .retrieve_v_storage_object(&http, &id(&disk), &shared, &[])
+        .await
+        .unwrap();
+    assert!(o.config.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fcd_tags_come_from_the_tagging_service() {
+    let sim = Simulator::builder()
+        .task_step(Duration::from_millis(2))
+        .start()
+        .await
+        .unwrap();
+    let (http, content) = connect(&sim).await;
+    let local = find(&http, &content, "DC0/datastore/LocalDS_0").await;
+    let m = VcenterVStorageObjectManager::from_reference(
+        content.v_storage_object_manager.clone().unwrap(),
+    );
+    let info = fcd_task(
+        &http,
+        &content,
+        m.create_disk_task(&http, &create_spec("tagged", 16, &local))
+            .await
+            .unwrap(),
+    )
+    .await;
+    let Some(Any::Data(o)) = info.result else {
+        panic!("no disk")
+    };
+    let disk = disk_id(o.downcast_ref::<VStorageObject>().unwrap());
+
+    // A tag that the tagging service does not have: NotFound.
+    let e = m
+        .attach_tag_to_v_storage_object(&http, &id(&disk), "tier", "gold")
+        .await
+        .unwrap_err();
+    assert!(e.is_fault("NotFound"), "{e}");
+
+    // Create the category and tag over REST, then attach through vim25.
+    let rest = vsphere_client::rest::RestClient::connect(
+        vsphere_client::client::ConnectOptions::new(&sim.url_with_credentials()).unwrap(),
+    )
+    .await
+    .unwrap();
+    let cat = rest
+        .create_category(&CategorySpec::new("tier", Cardinality::Single))
+        .await
+        .unwrap();
+    rest.create_tag(&TagSpec::new("gold", &cat)).await.unwrap();
+    m.attach_tag_to_v_storage_object(&http, &id(&disk), "tier", "gold")
+        .await
+        .unwrap();
+    let tags = m
+        .list_tags_attached_to_v_storage_object(&http, &id(&disk))
+        .await
+        .unwrap();
+    assert_eq!(tags.len(), 1);
+    assert_eq!(
+        (
+            tags[0].parent_category_name.as_str(),
+            tags[0].tag_name.as_str()
+        ),
+        ("tier", "gold")
+    );
+    let ids = m
+        .list_v_storage_objects_attached_to_tag(&http, "tier", "gold")
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(ids[0].id, disk);
+    m.detach_tag_from_v_storage_object(&http, &id(&disk), "tier", "gold")
+        .await
+        .unwrap();
+    assert!(
+        m.list_tags_attached_to_v_storage_object(&http, &id(&disk))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let e = m
+        .list_tags_attached_to_v_storage_object(&http, &id("no-such-disk"))
+        .await
+        .unwrap_err();
+    assert!(e.is_fault("NotFound"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_views_are_created_modified_and_reset() {
+    let sim = Simulator::builder().start().await.unwrap();
+    let (http, content) = connect(&sim).await;
+    let vm0 = find(&http, &content, "DC0/vm/DC0_H0_VM0").await;
+    let vm1 = find(&http, &content, "DC0/vm/DC0_H0_VM1").await;
+    let ds = find(&http, &content, "DC0/datastore/LocalDS_0").await;
+    let gone = ManagedObjectReference::new("VirtualMachine", "vm-404");
+    let vmgr = ViewManager::from_reference(content.view_manager.clone().unwrap());
+    let view = vmgr
+        .create_list_view(&http, &[vm0.clone(), gone.clone()])
+        .await
+        .unwrap();
+    assert_eq!(view.type_, "ListView");
+    let lv = vsphere_client::mo::ListView::from_reference(view.clone());
+    let read = |v: ManagedObjectReference| {
+        let http = &http;
+        let content = &content;
+        async move {
+            let mut os = vsphere_client::types::ObjectSpec::default();
+            os.obj = v;
+            let mut ps = vsphere_client::types::PropertySpec::default();
+            ps.type_ = "ListView".into();
+            ps.path_set = vec!["view".into()];
+            let mut spec = vsphere_client::types::PropertyFilterSpec::default();
+            spec.object_set = vec![os];
+            spec.prop_set = vec![ps];
+            let r = vsphere_client::mo::PropertyCollector::from_reference(
+                content.property_collector.clone(),
+            )
+            .retrieve_properties_ex(
+                http,
+                &[spec],
+                &vsphere_client::types::RetrieveOptions::default(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+            match r.objects[0].prop_set.first().map(|p| p.val.clone()) {
+                Some(Any::Array(vsphere_client::codec::AnyArray::MoRef(v))) => v,
+                _ => Vec::new(),
+            }
+        }
+    };
+    assert_eq!(read(view.clone()).await, vec![vm0.clone()]);
+    let unresolved = lv
+        .modify_list_view(
+            &http,
+            &[vm1.clone(), gone.clone()],
+            std::slice::from_ref(&vm0),
+        )
+        .await
+        .unwrap();
+    assert_eq!(unresolved, vec![gone.clone()]);
+    assert_eq!(read(view.clone()).await, vec![vm1.clone()]);
+    let unresolved = lv
+        .reset_list_view(&http, &[ds.clone(), vm0.clone()])
+        .await
+        .unwrap();
+    assert!(unresolved.is_empty());
+    assert_eq!(read(view.clone()).await, [ds, vm0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vslm_endpoint_shares_the_disk_store() {
+    let sim = Simulator::builder()
+        .task_step(Duration::from_millis(2))
+        .start()
+        .await
+        .unwrap();
+    let (http, content) = connect(&sim).await;
+    let local = find(&http, &content, "DC0/datastore/LocalDS_0").await;
+    let vm0 = find(&http, &content, "DC0/vm/DC0_H0_VM0").await;
+    let vslm = http.on_path("/vslm/sdk");
+    let vc = VslmServiceInstance::new("ServiceInstance")
+        .retrieve_content(&vslm)
+        .await
+        .unwrap();
+    assert!(vc.about_info.unwrap().name.contains("Storage Lifecycle"));
+    let m = VslmVStorageObjectManager::from_reference(vc.v_storage_object_manager);
+
+    // Create through vslm: a VslmTask that completes with the disk.
+    let t = m
+        .vslm_create_disk_task(&vslm, &create_spec("vslm-vol", 8, &local))
+        .await
+        .unwrap();
+    assert_eq!(t.type_, "VslmTask");
+    let task = VslmTask::from_reference(t);
+    let info = loop {
+        let info = task.vslm_query_info(&vslm).await.unwrap();
+        if matches!(
+            info.state,
+            VslmTaskInfoState::Success | VslmTaskInfoState::Error
+        ) {
+            break info;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_eq!(info.state, VslmTaskInfoState::Success, "{:?}", info.error);
+    let Some(Any::Data(o)) = task.vslm_query_task_result(&vslm).await.unwrap() else {
+        panic!("no result")
+    };
+    let disk = disk_id(o.downcast_ref::<VStorageObject>().unwrap());
+
+    // vim25 sees it.
+    let vim = VcenterVStorageObjectManager::from_reference(
+        content.v_storage_object_manager.clone().unwrap(),
+    );
+    assert!(
+        vim.list_v_storage_object(&http, &local)
+            .await
+            .unwrap()
+            .iter()
+            .any(|i| i.id == disk)
+    );
+    let o = m
+        .vslm_retrieve_v_storage_object(&vslm, &id(&disk))
+        .await
+        .unwrap();
+    assert_eq!(o.config.unwrap().base_config_info.name, "vslm-vol");
+
+    // Query by name.
+    let mut q = VslmVsoVStorageObjectQuerySpec::default();
+    q.query_field = "name".into();
+    q.query_operator = "startsWith".into();
+    q.query_value = vec!["vslm-".into()];
+    let r = m
+        .vslm_list_v_storage_object_for_spec(&vslm, &[q], 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.id.len(), 1);
+    assert!(r.all_records_returned);
+
+    // Metadata, attach and associations.
+    let wait = |t: ManagedObjectReference| {
+        let vslm = &vslm;
+        async move {
+            let task = VslmTask::from_reference(t);
+            loop {
+                let info = task.vslm_query_info(vslm).await.unwrap();
+                if matches!(
+                    info.state,
+                    VslmTaskInfoState::Success | VslmTaskInfoState::Error
+                ) {
+                    return info;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    let info = wait(
+        m.vslm_update_v_storage_object_metadata_task(&vslm, &id(&disk), &[kv("k", "v")], &[])
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(info.state, VslmTaskInfoState::Success, "{:?}", info.error);
+    assert_eq!(
+        m.vslm_retrieve_v_storage_object_metadata_value(&vslm, &id(&disk), None, "k")
+            .await
+            .unwrap(),
+        "v"
+    );
+    let e = m
+        .vslm_retrieve_v_storage_object_metadata_value(&vslm, &id(&disk), None, "nope")
+        .await
+        .unwrap_err();
+    assert!(e.is_fault("KeyNotFound"), "{e}");
+    let info = wait(
+        m.vslm_attach_disk_task(&vslm, &id(&disk), &vm0, None, None)
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(info.state, VslmTaskInfoState::Success, "{:?}", info.error);
+    let a = m
+        .vslm_retrieve_v_storage_object_associations(&vslm, &[id(&disk)])
+        .await
+        .unwrap();
+    assert_eq!(a[0].vm_disk_association[0].vm_id, vm0.value);
+    // Deleting an attached disk fails; the task result raises the fault.
+    let t = m
+        .vslm_delete_v_storage_object_task(&vslm, &id(&disk))
+        .await
+        .unwrap();
+    let info = wait(t.clone()).await;
+    assert_eq!(info.state, VslmTaskInfoState::Error);
+    let e = VslmTask::from_reference(t)
+        .vslm_query_task_result(&vslm)
+        .await
+        .unwrap_err();
+    assert!(e.is_fault("InvalidState"), "{e}");
+
+    // Without a session: NotAuthenticated.
+    let anon = common::Http::anonymous(&sim, "/vslm/sdk");
+    let e = m
+        .vslm_retrieve_v_storage_object(&anon, &id(&disk))
+        .await
+        .unwrap_err();
+    assert!(e.is_fault("NotAuthenticated"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pbm_endpoint_serves_default_profiles_and_placement() {
+    let sim = Simulator::builder().start().await.unwrap();
+    let (http, content) = connect(&sim).await;
+    let pbm = http.on_path("/pbm/sdk");
+    let c = PbmServiceInstance::new("ServiceInstance")
+        .pbm_retrieve_service_content(&pbm)
+        .await
+        .unwrap();
+    let pm = PbmProfileProfileManager::from_reference(c.profile_manager);
+    let mut rt = PbmProfileResourceType::default();
+    rt.resource_type = "STORAGE".into();
+    let ids = pm.pbm_query_profile(&pbm, &rt, None).await.unwrap();
+    assert_eq!(ids.len(), 4);
+    let profiles = pm.pbm_retrieve_content(&pbm, &ids).await.unwrap();
+    let names: Vec<String> = profiles.iter().map(|p| p.name.clone()).collect();
+    assert!(
+        names.contains(&"vSAN Default Storage Policy".to_owned()),
+        "{names:?}"
+    );
+    let encryption = profiles
+        .iter()
+        .find(|p| p.name == "VM Encryption Policy")
+        .unwrap();
+    let cap = encryption.downcast_ref::<PbmCapabilityProfile>().unwrap();
+    assert_eq!(cap.profile_category, "REQUIREMENT");
+    let enc_id = encryption.profile_id.as_deref().unwrap().clone();
+    let vsan_id = profiles
+        .iter()
+        .find(|p| p.name == "vSAN Default Storage Policy")
+        .unwrap()
+        .profile_id
+        .as_deref()
+        .unwrap()
+        .clone();
+
+    let solver = PbmPlacementSolver::from_reference(c.placement_solver);
+    let datastores = {
+        let mut v = vec![
+            find(&http, &content, "DC0/datastore/LocalDS_0").await,
+            find(&http, &content, "DC0/datastore/SharedDS_0").await,
+        ];
+        v.sort_by(|a, b| a.value.cmp(&b.value));
+        v
+    };
+    let hubs = solver
+        .pbm_query_matching_hub(&pbm, &[], &enc_id)
+        .await
+        .unwrap();
+    let mut hub_ids: Vec<String> = hubs.iter().map(|h| h.hub_id.clone()).collect();
+    hub_ids.sort();
+    assert_eq!(
+        hub_ids,
+        datastores
+            .iter()
+            .map(|d| d.value.clone())
+            .collect::<Vec<_>>()
+    );
+    assert!(hubs.iter().all(|h| h.hub_type == "Datastore"));
+    let r = solver
+        .pbm_check_compatibility(&pbm, &[], &vsan_id)
+        .await
+        .unwrap();
+    assert_eq!(r.len(), 2);
+    assert!(r.iter().all(|x| !x.error.is_empty()), "VMFS is not vSAN");
+    assert!(
+        solver
+            .pbm_query_matching_hub(&pbm, &[], &vsan_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let mut bogus = PbmPlacementHub::default();
+    bogus.hub_type = "Datastore".into();
+    bogus.hub_id = "datastore-404".into();
+    let e = solver
+        .pbm_check_compatibility(&pbm, &[bogus], &enc_id)
+        .await
+        .unwrap_err();
+    assert!(e.is_fault("PbmNonExistentHubs"), "{e}");
+    let e = pm
+        .pbm_retrieve_content(
+            &pbm,
+            &[{
+                let mut p = vsphere_client::types::PbmProfileId::default();
+                p.unique_id = "nope".into();
+                p
+            }],
+        )
+        .await
+        .unwrap_err();
+    assert!(e.is_fault("InvalidArgument"), "{e}");
+}
