@@ -33,8 +33,6 @@ mod rest;
 pub mod vmrest;
 #[cfg(feature = "vsphere")]
 pub mod vsphere;
-#[cfg(feature = "vsphere")]
-mod vsphere_glue;
 
 pub use error::{Error, Result};
 pub use hypervisor::{

@@ -44,9 +44,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use vsphere_client::client::Client;
-use vsphere_client::codec::{Any, AnyArray, ManagedObjectReference, Obj, Poly};
-use vsphere_client::mo::{SearchIndex, VirtualMachine};
+use vsphere_client::Error as ClientError;
+use vsphere_client::client::{Client, VmDisk, VmHandle, free_scsi_unit, upcast};
+use vsphere_client::codec::{ManagedObjectReference, Obj, Poly, VimEnum as _};
+use vsphere_client::mo::SearchIndex;
 use vsphere_client::types::{
     VirtualDevice, VirtualDeviceConfigSpec, VirtualDeviceConfigSpecOperation,
     VirtualDeviceFileBackingInfo, VirtualDisk, VirtualDiskFlatVer2BackingInfo,
@@ -59,7 +60,14 @@ use crate::hypervisor::{DiskHotplug, Hypervisor};
 use crate::model::{
     AttachedDisk, GuestAddress, IpSource, Source, StopOutcome, VmName, VmSpec, VmState, VmStatus,
 };
-use crate::vsphere_glue::{self as glue, remote, run_task};
+
+/// Wraps a client error (a call's, or a task's typed `TaskFailed`) as [`Error::Remote`].
+fn remote(op: &'static str, e: ClientError) -> Error {
+    Error::Remote {
+        op,
+        source: Box::new(e),
+    }
+}
 
 /// The annotation prefix that records a VM's source.
 const SOURCE_NOTE: &str = "vmenv-core source: ";
@@ -185,23 +193,21 @@ impl VsphereHypervisor {
             .filter(|r| r.type_ == "VirtualMachine"))
     }
 
-    async fn vm(&self, name: &VmName) -> Result<VirtualMachine> {
+    async fn vm(&self, name: &VmName) -> Result<VmHandle<'_>> {
         self.find(name.as_str())
             .await?
-            .map(VirtualMachine::from_reference)
+            .map(|r| self.client.vm(r))
             .ok_or_else(|| Error::NotFound {
                 name: name.to_string(),
             })
     }
 
-    async fn power(&self, vm: &VirtualMachine) -> Result<Power> {
-        let props = glue::read(&self.client, vm.reference(), &["runtime.powerState"])
+    async fn power(&self, vm: &VmHandle<'_>) -> Result<Power> {
+        let raw = vm
+            .power_state()
             .await
-            .map_err(|e| remote("RetrievePropertiesEx(runtime.powerState)", e))?;
-        let raw = props
-            .iter()
-            .find_map(glue::text)
-            .unwrap_or_default()
+            .map_err(|e| remote("RetrievePropertiesEx(runtime.powerState)", e))?
+            .as_wire()
             .to_owned();
         Ok(Power {
             state: power_state(&raw),
@@ -209,15 +215,15 @@ impl VsphereHypervisor {
         })
     }
 
-    async fn power_off(&self, vm: &VirtualMachine) -> Result<()> {
-        match run_task(&self.client, vm.power_off_vm_task(&*self.client)).await {
+    async fn power_off(&self, vm: &VmHandle<'_>) -> Result<()> {
+        match vm.power_off().await {
             Ok(()) => Ok(()),
-            Err(e) if e.fault() == "InvalidPowerState" => Ok(()),
-            Err(e) => Err(e.into_error("PowerOffVM_Task")),
+            Err(e) if e.is_fault("InvalidPowerState") => Ok(()),
+            Err(e) => Err(remote("PowerOffVM_Task", e)),
         }
     }
 
-    async fn template(&self, source: &Source) -> Result<VirtualMachine> {
+    async fn template(&self, source: &Source) -> Result<VmHandle<'_>> {
         let (path, what) = match source {
             Source::Template(t) => (t.as_str(), "template"),
             Source::CloneOf(vm) => (vm.as_str(), "clone source"),
@@ -237,66 +243,48 @@ impl VsphereHypervisor {
             self.find(path).await?
         };
         found
-            .map(VirtualMachine::from_reference)
+            .map(|r| self.client.vm(r))
             .ok_or_else(|| Error::invalid(what, format!("no VM {path:?}")))
     }
 
     /// The VM's devices: its disks (key, file) and the first free unit on a SCSI controller.
-    async fn disks(&self, vm: &VirtualMachine) -> Result<(Vec<(i32, String)>, Option<(i32, i32)>)> {
-        let props = glue::read(&self.client, vm.reference(), &["config.hardware.device"])
+    /// The VM's disks (device key, backing file) and a free SCSI unit (one round trip).
+    async fn disks(&self, vm: &VmHandle<'_>) -> Result<(Vec<(i32, String)>, Option<(i32, i32)>)> {
+        let devices = vm
+            .devices()
             .await
             .map_err(|e| remote("RetrievePropertiesEx(config.hardware.device)", e))?;
-        let mut disks = Vec::new();
-        let mut controllers: Vec<(i32, Vec<i32>)> = Vec::new();
-        let mut units: Vec<(i32, i32)> = Vec::new();
-        for p in props {
-            let Any::Array(AnyArray::Data { items, .. }) = p.val else {
-                continue;
-            };
-            for d in &items {
-                if let Some(c) = d.upcast_ref::<VirtualSCSIController>() {
-                    controllers.push((
-                        c.virtual_controller.virtual_device.key,
-                        vec![c.scsi_ctlr_unit_number.unwrap_or(7)],
-                    ));
-                }
-                if let Some(base) = d.upcast_ref::<VirtualDevice>()
-                    && let (Some(k), Some(u)) = (base.controller_key, base.unit_number)
-                {
-                    units.push((k, u));
-                }
-                if let Some(disk) = d.downcast_ref::<VirtualDisk>() {
-                    let file = disk
-                        .virtual_device
-                        .backing
-                        .as_ref()
-                        .and_then(glue::disk_file)
-                        .map(|f| f.file_name.clone())
-                        .unwrap_or_default();
-                    disks.push((disk.virtual_device.key, file));
-                }
-            }
-        }
-        let free = controllers.iter().find_map(|(key, own)| {
-            (0..16)
-                .find(|u| *u != 7 && !own.contains(u) && !units.contains(&(*key, *u)))
-                .map(|u| (*key, u))
-        });
-        Ok((disks, free))
+        let disks = devices
+            .iter()
+            .filter_map(VmDisk::from_device)
+            .map(|d| (d.key, d.file.unwrap_or_default()))
+            .collect();
+        let controllers: Vec<(i32, Vec<i32>)> = devices
+            .iter()
+            .filter_map(|d| {
+                let c = upcast::<VirtualSCSIController>(d.as_object())?;
+                let key = c.virtual_controller.virtual_device.key;
+                let mut used = vec![c.scsi_ctlr_unit_number.unwrap_or(7)];
+                used.extend(
+                    devices
+                        .iter()
+                        .filter(|x| x.base().controller_key == Some(key))
+                        .filter_map(|x| x.base().unit_number),
+                );
+                Some((key, used))
+            })
+            .collect();
+        Ok((disks, free_scsi_unit(&controllers)))
     }
 
-    async fn reconfigure(
-        &self,
-        vm: &VirtualMachine,
-        change: VirtualDeviceConfigSpec,
-    ) -> Result<()> {
+    async fn reconfigure(&self, vm: &VmHandle<'_>, change: VirtualDeviceConfigSpec) -> Result<()> {
         let spec = VirtualMachineConfigSpec {
             device_change: vec![Poly::new(change)],
             ..VirtualMachineConfigSpec::default()
         };
-        run_task(&self.client, vm.reconfig_vm_task(&*self.client, &spec))
+        vm.reconfigure(&spec)
             .await
-            .map_err(|e| e.into_error("ReconfigVM_Task"))
+            .map_err(|e| remote("ReconfigVM_Task", e))
     }
 }
 
@@ -340,20 +328,18 @@ impl Hypervisor for VsphereHypervisor {
             template: false,
             ..VirtualMachineCloneSpec::default()
         };
-        let vm = run_task(
-            &self.client,
-            template.clone_vm_task(&*self.client, &self.folder, spec.name.as_str(), &clone),
-        )
-        .await
-        .map_err(|e| {
-            if e.fault() == "DuplicateName" {
-                Error::AlreadyExists {
-                    name: spec.name.to_string(),
+        let vm = template
+            .clone_to(&self.folder, spec.name.as_str(), &clone)
+            .await
+            .map_err(|e| {
+                if e.is_fault("DuplicateName") {
+                    Error::AlreadyExists {
+                        name: spec.name.to_string(),
+                    }
+                } else {
+                    remote("CloneVM_Task", e)
                 }
-            } else {
-                e.into_error("CloneVM_Task")
-            }
-        })?;
+            })?;
         // CPUs and memory: clones copy the template's; apply the spec's where the clone call
         // did not (vcsim copies the template's hardware and ignores the clone spec's config).
         let resize = VirtualMachineConfigSpec {
@@ -362,23 +348,21 @@ impl Hypervisor for VsphereHypervisor {
             annotation: clone.config.as_ref().and_then(|c| c.annotation.clone()),
             ..VirtualMachineConfigSpec::default()
         };
-        let vm = VirtualMachine::from_reference(vm);
-        run_task(&self.client, vm.reconfig_vm_task(&*self.client, &resize))
+        self.client
+            .vm(vm)
+            .reconfigure(&resize)
             .await
-            .map_err(|e| e.into_error("ReconfigVM_Task(cpus, memory)"))
+            .map_err(|e| remote("ReconfigVM_Task(cpus, memory)", e))
     }
 
     async fn list(&self) -> Result<Vec<VmName>> {
-        let props = glue::read(&self.client, &self.folder, &["childEntity"])
+        let vms: Vec<ManagedObjectReference> = self
+            .client
+            .folder(self.folder.clone())
+            .children()
             .await
-            .map_err(|e| remote("RetrievePropertiesEx(childEntity)", e))?;
-        let vms: Vec<ManagedObjectReference> = props
+            .map_err(|e| remote("RetrievePropertiesEx(childEntity)", e))?
             .into_iter()
-            .filter_map(|p| match p.val {
-                Any::Array(AnyArray::MoRef(v)) => Some(v),
-                _ => None,
-            })
-            .flatten()
             .filter(|r| r.type_ == "VirtualMachine")
             .collect();
         if vms.is_empty() {
@@ -397,16 +381,11 @@ impl Hypervisor for VsphereHypervisor {
             .map_err(|e| remote("RetrievePropertiesEx(name)", e))?;
         let mut names = Vec::new();
         for o in objects {
-            let mut name = None;
-            let mut template = false;
-            for p in o.prop_set {
-                match (p.name.as_str(), p.val) {
-                    ("name", Any::String(s)) => name = VmName::new(s).ok(),
-                    ("config.template", Any::Bool(b)) => template = b,
-                    _ => {}
-                }
-            }
-            if let (Some(n), false) = (name, template) {
+            let p = vsphere_client::client::Properties::from(o);
+            let template = p.get::<bool>("config.template").unwrap_or(false);
+            if let (Some(n), false) = (p.get::<String>("name"), template)
+                && let Ok(n) = VmName::new(n)
+            {
                 names.push(n);
             }
         }
@@ -416,42 +395,39 @@ impl Hypervisor for VsphereHypervisor {
 
     async fn spec(&self, name: &VmName) -> Result<VmSpec> {
         let vm = self.vm(name).await?;
-        let props = glue::read(
-            &self.client,
-            vm.reference(),
-            &[
-                "config.hardware.numCPU",
-                "config.hardware.memoryMB",
-                "config.annotation",
-            ],
-        )
-        .await
-        .map_err(|e| remote("RetrievePropertiesEx(config)", e))?;
+        let p = self
+            .client
+            .properties(
+                vm.reference(),
+                &[
+                    "config.hardware.numCPU",
+                    "config.hardware.memoryMB",
+                    "config.annotation",
+                ],
+            )
+            .await
+            .map_err(|e| remote("RetrievePropertiesEx(config)", e))?;
         let mut spec = VmSpec::new(name.clone(), Source::Template(String::new()));
-        for p in props {
-            match (p.name.as_str(), p.val) {
-                ("config.hardware.numCPU", Any::Int(n)) => {
-                    spec.cpus = u8::try_from(n).unwrap_or(u8::MAX);
-                }
-                ("config.hardware.memoryMB", Any::Int(m)) => {
-                    spec.memory_mib = u32::try_from(m).unwrap_or(0);
-                }
-                ("config.annotation", Any::String(a)) => {
-                    if let Some(s) = parse_source_note(&a) {
-                        spec.source = s;
-                    }
-                }
-                _ => {}
-            }
+        if let Some(n) = p.get::<i32>("config.hardware.numCPU") {
+            spec.cpus = u8::try_from(n).unwrap_or(u8::MAX);
+        }
+        if let Some(m) = p.get::<i32>("config.hardware.memoryMB") {
+            spec.memory_mib = u32::try_from(m).unwrap_or(0);
+        }
+        if let Some(s) = p
+            .get::<String>("config.annotation")
+            .and_then(|a| parse_source_note(&a))
+        {
+            spec.source = s;
         }
         Ok(spec)
     }
 
     async fn start(&self, name: &VmName) -> Result<()> {
         let vm = self.vm(name).await?;
-        match run_task(&self.client, vm.power_on_vm_task(&*self.client, None)).await {
+        match vm.power_on().await {
             Ok(()) => Ok(()),
-            Err(e) if e.fault() == "InvalidPowerState" => match self.power(&vm).await?.state {
+            Err(e) if e.is_fault("InvalidPowerState") => match self.power(&vm).await?.state {
                 VmState::Running => Ok(()),
                 other => Err(Error::WrongState {
                     name: name.to_string(),
@@ -459,7 +435,7 @@ impl Hypervisor for VsphereHypervisor {
                     state: other.to_string(),
                 }),
             },
-            Err(e) => Err(e.into_error("PowerOnVM_Task")),
+            Err(e) => Err(remote("PowerOnVM_Task", e)),
         }
     }
 
@@ -473,7 +449,7 @@ impl Hypervisor for VsphereHypervisor {
                 return Ok(StopOutcome::Forced);
             }
         }
-        if vm.shutdown_guest(&*self.client).await.is_ok() {
+        if vm.mo().shutdown_guest(&*self.client).await.is_ok() {
             let until = Instant::now() + grace;
             let mut delay = Duration::from_millis(20);
             loop {
@@ -515,9 +491,17 @@ impl Hypervisor for VsphereHypervisor {
         let power = self.power(&vm).await?;
         match power.state {
             VmState::Saved => Ok(()),
-            VmState::Running => run_task(&self.client, vm.suspend_vm_task(&*self.client))
-                .await
-                .map_err(|e| e.into_error("SuspendVM_Task")),
+            VmState::Running => {
+                let task = vm
+                    .mo()
+                    .suspend_vm_task(&*self.client)
+                    .await
+                    .map_err(|e| remote("SuspendVM_Task", e))?;
+                self.client
+                    .wait_task(task)
+                    .await
+                    .map_err(|e| remote("SuspendVM_Task", e))
+            }
             other => Err(Error::WrongState {
                 name: name.to_string(),
                 operation: "suspend",
@@ -536,9 +520,7 @@ impl Hypervisor for VsphereHypervisor {
                 state: power.state.to_string(),
             });
         }
-        run_task(&self.client, vm.destroy_task(&*self.client))
-            .await
-            .map_err(|e| e.into_error("Destroy_Task"))
+        vm.destroy().await.map_err(|e| remote("Destroy_Task", e))
     }
 
     async fn status(&self, name: &VmName) -> Result<VmStatus> {
@@ -548,7 +530,7 @@ impl Hypervisor for VsphereHypervisor {
                 raw: String::new(),
             });
         };
-        let power = self.power(&VirtualMachine::from_reference(vm)).await?;
+        let power = self.power(&self.client.vm(vm)).await?;
         Ok(VmStatus {
             state: power.state,
             raw: power.raw,
@@ -561,12 +543,12 @@ impl Hypervisor for VsphereHypervisor {
         let vm = self.vm(name).await?;
         let mut delay = Duration::from_millis(20);
         loop {
-            let props = glue::read(&self.client, vm.reference(), &["guest.ipAddress"])
+            let ip = self
+                .client
+                .properties(vm.reference(), &["guest.ipAddress"])
                 .await
-                .map_err(|e| remote("RetrievePropertiesEx(guest.ipAddress)", e))?;
-            let ip = props
-                .iter()
-                .find_map(glue::text)
+                .map_err(|e| remote("RetrievePropertiesEx(guest.ipAddress)", e))?
+                .get::<String>("guest.ipAddress")
                 .and_then(|s| s.parse::<IpAddr>().ok());
             if let Some(ip) = ip {
                 let port = self.config.ssh_port.unwrap_or(22);

@@ -10,80 +10,24 @@
 
 #![cfg(feature = "vsphere")]
 
-mod support;
-
-use std::sync::Arc;
-
-use async_trait::async_trait;
-use support::vcsim::{self, Vcsim};
+use test_support::fcd::FcdFactory;
+use test_support::runtime;
+use test_support::vcsim::Vcsim;
 use volume_core::backend::Backend;
 use volume_core::backend::vsphere::FcdBackend;
 use volume_core::conformance::{Factory, case_names, convergence_property, run_all};
-use volume_core::{Epoch, Error, NodeId, PoolId, Result, VolumeName, VolumeSpec};
-use vsphere_client::client::Client;
+use volume_core::{Epoch, Error, NodeId, VolumeName, VolumeSpec};
 
-const POOL: &str = "LocalDS_0";
-/// VMs the kit attaches to: its three nodes, the unicode node of case f02 and the eight racers
-/// of `conc_attach_one_winner`.
-const VMS: &[&str] = &[
-    "node-a",
-    "node-b",
-    "node-c",
-    "nœud-ü-東京",
-    "racer-0",
-    "racer-1",
-    "racer-2",
-    "racer-3",
-    "racer-4",
-    "racer-5",
-    "racer-6",
-    "racer-7",
-];
-
-struct Fcd {
-    client: Arc<Client>,
-}
-
-impl Fcd {
-    async fn new(sim: &Vcsim) -> Self {
-        let client = Arc::new(sim.client().await);
-        for name in VMS {
-            vcsim::clone_vm(&client, "/DC0/vm/DC0_H0_VM0", name).await;
-        }
-        Self { client }
-    }
-}
-
-#[async_trait]
-impl Factory for Fcd {
-    async fn backend(&self) -> Result<Arc<dyn Backend>> {
-        let b = FcdBackend::connect(self.client.clone(), [PoolId::new(POOL)?]).await?;
-        // A fresh backend has no volumes: remove what earlier cases left on the datastore.
-        for v in b.list().await? {
-            b.detach(&v.id, Epoch(u64::MAX)).await?;
-            b.destroy(&v.id).await?;
-        }
-        Ok(Arc::new(b))
-    }
-
-    fn pool(&self) -> PoolId {
-        PoolId::new(POOL).expect("valid pool")
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
+/// The kit's factory on a running vcsim (the vcsim process stays with the test).
+async fn factory(sim: &Vcsim) -> FcdFactory {
+    FcdFactory::new(sim.client().await, ()).await
 }
 
 #[test]
 fn fcd_backend_passes_the_conformance_kit_on_vcsim() {
     let Some(sim) = Vcsim::start(&[]) else { return };
     runtime().block_on(async {
-        let f = Fcd::new(&sim).await;
+        let f = factory(&sim).await;
         let report = run_all(&f).await;
         assert!(report.failed.is_empty(), "{report}");
         assert_eq!(report.passed.len(), case_names().len());
@@ -94,7 +38,7 @@ fn fcd_backend_passes_the_conformance_kit_on_vcsim() {
 fn fcd_backend_converges_from_any_state_to_any_state_on_vcsim() {
     let Some(sim) = Vcsim::start(&[]) else { return };
     let rt = runtime();
-    let f = rt.block_on(Fcd::new(&sim));
+    let f = rt.block_on(factory(&sim));
     // The property's runtime is its own; the client's keepalive runs on `rt`, kept alive here.
     convergence_property(&f, 6).unwrap();
     drop(rt);
@@ -105,7 +49,7 @@ fn fcd_backend_converges_from_any_state_to_any_state_on_vcsim() {
 fn fcd_backend_specifics_on_vcsim() {
     let Some(sim) = Vcsim::start(&[]) else { return };
     runtime().block_on(async {
-        let f = Fcd::new(&sim).await;
+        let f = factory(&sim).await;
         let b = f.backend().await.unwrap();
         let info = b.info();
         assert_eq!(info.kind, "fcd");
@@ -121,7 +65,7 @@ fn fcd_backend_specifics_on_vcsim() {
         assert_eq!(b.create(&spec).await.unwrap().id, v.id);
 
         // Node ids: a VM's moref value, its inventory path, or its unique name all name it.
-        let vm_a = vcsim::find(&f.client, "/DC0/vm/node-a").await;
+        let vm_a = test_support::find(&f.client, "/DC0/vm/node-a").await;
         let by_moref = NodeId::new(vm_a.value.clone()).unwrap();
         let by_path = NodeId::new("/DC0/vm/node-a").unwrap();
         let by_name = NodeId::new("node-a").unwrap();

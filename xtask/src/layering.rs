@@ -3,7 +3,8 @@
 //! `vsphere-client` depends on no workspace crate; `vsphere-sim` only on `vsphere-client`;
 //! `volume-core` and `vmenv-core` only on `vsphere-client`, and only as an optional dependency
 //! (behind their `vsphere` feature); `pipeline-core` on none; `examples` and the FFI crate
-//! (`sdk-ffi`) on any SDK crate; `xtask` on none.
+//! (`sdk-ffi`) on any SDK crate; `xtask` on none. `test-support` (dev-only, `publish = false`)
+//! may depend on any crate but `xtask`, and every other crate may use it only as a dev-dependency.
 
 use std::process::Command;
 
@@ -28,7 +29,15 @@ const RULES: &[(&str, &[&str], bool)] = &[
         false,
     ),
     ("xtask", &[], false),
+    (
+        "test-support",
+        &["vsphere-client", "vsphere-sim", "volume-core", "vmenv-core"],
+        false,
+    ),
 ];
+
+/// Crates that any workspace crate may use, but only as a dev-dependency.
+const DEV_ONLY: &[&str] = &["test-support"];
 
 /// Runs `cargo metadata` and checks the rules, returning every violation in one message.
 pub(crate) fn check_workspace() -> Result<(), String> {
@@ -57,14 +66,21 @@ fn check(meta: &Value) -> Result<(), String> {
     let mut violations = Vec::new();
     for p in packages {
         let name = p["name"].as_str().unwrap_or_default();
-        let Some((_, allowed, optional)) = RULES.iter().find(|(n, _, _)| *n == name) else {
-            continue;
-        };
+        let rule = RULES.iter().find(|(n, _, _)| *n == name);
         for d in p["dependencies"].as_array().into_iter().flatten() {
             let dep = d["name"].as_str().unwrap_or_default();
             if !names.contains(&dep) {
                 continue;
             }
+            if DEV_ONLY.contains(&dep) {
+                if d["kind"].as_str() != Some("dev") {
+                    violations.push(format!("{name} may use {dep} only as a dev-dependency"));
+                }
+                continue;
+            }
+            let Some((_, allowed, optional)) = rule else {
+                continue;
+            };
             if !allowed.contains(&dep) {
                 violations.push(format!("{name} must not depend on {dep}"));
             } else if *optional && d["kind"].is_null() && d["optional"] != Value::Bool(true) {
@@ -115,6 +131,25 @@ mod tests {
         ]});
         let err = check(&meta).unwrap_err();
         assert!(err.contains("only behind a feature"), "{err}");
+    }
+
+    #[test]
+    fn test_support_is_a_dev_dependency_only() {
+        let meta = json!({"packages": [
+            {"name": "test-support", "dependencies": [
+                {"name": "volume-core", "kind": null}]},
+            {"name": "volume-core", "dependencies": [
+                {"name": "test-support", "kind": "dev"}]},
+            {"name": "examples", "dependencies": [
+                {"name": "test-support", "kind": null}]}
+        ]});
+        let err = check(&meta).unwrap_err();
+        assert!(
+            err.contains("examples may use test-support only as a dev-dependency"),
+            "{err}"
+        );
+        assert!(!err.contains("volume-core may"), "{err}");
+        assert!(!err.contains("test-support must not"), "{err}");
     }
 
     #[test]

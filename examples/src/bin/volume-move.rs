@@ -2,12 +2,13 @@
 //! trips.
 //!
 //! ```text
-//! volume-move [--backend vsphere-sim|loopfile|qcow2|memory] [--root DIR] [--repeat N] [--json]
+//! volume-move [--backend vsphere-sim|loopfile|qcow2|memory] [--task-step-ms MS] [--root DIR] [--repeat N] [--json]
 //! volume-move --url URL [--insecure] [--datastore DS] [--vm-a VM] [--vm-b VM] [--repeat N] [--json]
 //! ```
 //!
 //! The default backend is First Class Disks on the embedded vsphere-sim (started in-process, as
-//! if given with `--url`, below). `loopfile` is local loop files in a temporary directory (loop
+//! if given with `--url`, below; `--task-step-ms` sets the simulator's time per task stage,
+//! default 10 ms, three stages per task). `loopfile` is local loop files in a temporary directory (loop
 //! devices as root, node directories otherwise). Steps: create a volume, attach it to `vm-a` (a journaled move), write
 //! a label onto the volume's device, move it to `vm-b` (fence, detach, attach, lease), read the
 //! label back on `vm-b`. `--json` prints one JSON document for machines.
@@ -51,6 +52,8 @@ struct Step {
     calls: u64,
     /// vCenter round trips and tasks (with `--url`).
     remote: Option<(u64, u64)>,
+    /// The SOAP methods called, in order (with `--url`).
+    methods: Vec<String>,
     detail: String,
 }
 
@@ -60,6 +63,7 @@ struct CountingTransport {
     inner: HttpTransport,
     trips: AtomicU64,
     tasks: AtomicU64,
+    methods: std::sync::Mutex<Vec<String>>,
 }
 
 /// The method a SOAP request envelope calls: the first element inside `Body`.
@@ -80,10 +84,26 @@ fn soap_method(body: &str) -> &str {
 impl CountingTransport {
     /// Round trips and tasks since the last call.
     fn take(&self) -> (u64, u64) {
+        self.methods().clear();
         (
             self.trips.swap(0, Ordering::SeqCst),
             self.tasks.swap(0, Ordering::SeqCst),
         )
+    }
+}
+
+impl CountingTransport {
+    fn methods(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.methods
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The methods called since the last call (and the counters, as [`Self::take`]).
+    fn take_methods(&self) -> (u64, u64, Vec<String>) {
+        let methods = std::mem::take(&mut *self.methods());
+        let (trips, tasks) = self.take();
+        (trips, tasks, methods)
     }
 }
 
@@ -93,6 +113,7 @@ impl Transport for CountingTransport {
         request: SoapRequest<'a>,
     ) -> BoxFuture<'a, Result<HttpResponse, vsphere_client::Error>> {
         self.trips.fetch_add(1, Ordering::SeqCst);
+        self.methods().push(soap_method(&request.body).to_owned());
         if soap_method(&request.body).ends_with("_Task") {
             self.tasks.fetch_add(1, Ordering::SeqCst);
         }
@@ -122,6 +143,8 @@ struct Args {
     vm_a: String,
     vm_b: String,
     repeat: u32,
+    /// The embedded simulator's time per task stage, in milliseconds (its default: 10).
+    task_step_ms: Option<u64>,
 }
 
 fn parse_args() -> Result<Args, BoxError> {
@@ -135,6 +158,7 @@ fn parse_args() -> Result<Args, BoxError> {
         vm_a: "DC0_H0_VM0".to_owned(),
         vm_b: "DC0_H0_VM1".to_owned(),
         repeat: 0,
+        task_step_ms: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -154,10 +178,18 @@ fn parse_args() -> Result<Args, BoxError> {
                     .parse()
                     .map_err(|_| "--repeat needs a number")?;
             }
+            "--task-step-ms" => {
+                a.task_step_ms = Some(
+                    it.next()
+                        .ok_or("--task-step-ms needs a value")?
+                        .parse()
+                        .map_err(|_| "--task-step-ms needs a number of milliseconds")?,
+                );
+            }
             "-h" | "--help" => {
                 return Err(
                     "usage: volume-move [--backend vsphere-sim|loopfile|qcow2|memory] \
-                            [--root DIR] [--repeat N] [--json]\n       volume-move --url URL [--insecure] [--datastore DS] \
+                            [--task-step-ms MS] [--root DIR] [--repeat N] [--json]\n       volume-move --url URL [--insecure] [--datastore DS] \
                             [--vm-a VM] [--vm-b VM] [--repeat N] [--json]"
                         .into(),
                 );
@@ -222,6 +254,7 @@ async fn setup(args: &Args, root: &std::path::Path) -> Result<Setup, BoxError> {
             inner: HttpTransport::new(options.tls())?,
             trips: AtomicU64::new(0),
             tasks: AtomicU64::new(0),
+            methods: std::sync::Mutex::default(),
         });
         let client = Client::connect_with(options, transport.clone()).await?;
         let pool = PoolId::new(args.datastore.clone())?;
@@ -261,11 +294,14 @@ async fn story(args: &Args) -> Result<(String, Vec<Step>, Option<Repeats>), BoxE
     let orch = Orchestrator::new(counting.clone(), store);
     let mut steps = Vec::new();
     let mut step = |name, t: Instant, detail: String| {
+        let ms = t.elapsed().as_secs_f64() * 1000.0;
+        let taken = remote.as_ref().map(|r| r.take_methods());
         steps.push(Step {
             name,
-            ms: t.elapsed().as_secs_f64() * 1000.0,
+            ms,
             calls: counting.take(),
-            remote: remote.as_ref().map(|r| r.take()),
+            remote: taken.as_ref().map(|(trips, tasks, _)| (*trips, *tasks)),
+            methods: taken.map(|(_, _, m)| m).unwrap_or_default(),
             detail,
         });
     };
@@ -401,7 +437,11 @@ fn main() -> ExitCode {
     };
     // The default: the embedded simulator, driven exactly like a vCenter given with `--url`.
     let _sim = if args.url.is_none() && args.backend == "vsphere-sim" {
-        match rt.block_on(vsphere_sim::Simulator::builder().start()) {
+        let mut builder = vsphere_sim::Simulator::builder();
+        if let Some(ms) = args.task_step_ms {
+            builder = builder.task_step(std::time::Duration::from_millis(ms));
+        }
+        match rt.block_on(builder.start()) {
             Ok(sim) => {
                 args.url = Some(sim.url_with_credentials());
                 Some(sim)
@@ -423,6 +463,7 @@ fn main() -> ExitCode {
                         "step": s.name, "ms": s.ms, "backend_calls": s.calls,
                         "vcenter_round_trips": s.remote.map(|r| r.0),
                         "vcenter_tasks": s.remote.map(|r| r.1),
+                        "vcenter_methods": s.methods,
                         "detail": s.detail,
                     })).collect::<Vec<_>>(),
                     "repeated_moves": repeats.as_ref().map(|r| json!({
@@ -443,6 +484,9 @@ fn main() -> ExitCode {
                         "  {:<22} {:>8.2} ms  {:>2} backend calls  {remote}{}",
                         s.name, s.ms, s.calls, s.detail
                     );
+                    if !s.methods.is_empty() {
+                        println!("  {:<22} {}", "", s.methods.join(" "));
+                    }
                 }
                 if let Some(r) = &repeats {
                     let remote = r.remote_max.map_or(String::new(), |(trips, tasks)| {

@@ -47,7 +47,9 @@ pub mod rules;
 #[cfg(feature = "vsphere")]
 pub mod vsphere;
 #[cfg(feature = "vsphere")]
-mod vsphere_glue;
+mod vsphere_specs;
+#[cfg(feature = "vsphere")]
+mod vsphere_tasks;
 
 use std::fmt::Debug;
 

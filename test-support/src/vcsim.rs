@@ -1,26 +1,17 @@
-//! Starts govmomi's vCenter simulator (vcsim 0.24.2, built by `peers/build.sh`) for a test, and
-//! a few helpers that drive it through `vsphere-client` (clone a VM, wait for a task).
+//! govmomi's vCenter simulator (vcsim 0.24.2, built by `peers/build.sh`) for a test.
 //!
 //! The binary is `$GOVMOMI_VCSIM` when set, else what `peers/build.sh` builds (cached). When Go
 //! is not installed and `CI` is unset, [`Vcsim::start`] returns `None` after printing why (the
 //! caller skips); with `CI` set, a missing Go toolchain is a failure.
 
-#![allow(dead_code, unreachable_pub)]
-
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-use vsphere_client::client::{Client, ConnectOptions, RetrieveSpec};
-use vsphere_client::codec::{Any, ManagedObjectReference};
-use vsphere_client::mo::{SearchIndex, VirtualMachine};
-use vsphere_client::rpc::{Call, PendingTask};
-use vsphere_client::types::{
-    TaskInfo, TaskInfoState, VirtualMachineCloneSpec, VirtualMachineRelocateSpec,
-};
+use vsphere_client::client::{Client, ConnectOptions};
 
 /// A running vcsim; killed on drop.
+#[derive(Debug)]
 pub struct Vcsim {
     child: Child,
     /// The SDK URL with credentials (`http://user:pass@127.0.0.1:PORT/sdk`).
@@ -35,8 +26,8 @@ impl Drop for Vcsim {
 }
 
 /// The vcsim binary, located (or built) once per test process, so that parallel tests never
-/// run `peers/build.sh` at the same time.
-fn binary() -> Option<PathBuf> {
+/// run `peers/build.sh` at the same time (the script also takes a lock across processes).
+pub fn binary() -> Option<PathBuf> {
     static BINARY: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
     BINARY.get_or_init(locate).clone()
 }
@@ -105,66 +96,4 @@ impl Vcsim {
         let options = ConnectOptions::new(&self.url).expect("valid vcsim URL");
         Client::connect(options).await.expect("connect to vcsim")
     }
-}
-
-/// Waits for a task started by `call` and returns its result (test-side helper; the backends
-/// have their own).
-pub async fn task<R>(client: &Client, call: Call<'_, PendingTask<R>>) -> R {
-    let pending = call.await.expect("task call");
-    loop {
-        let spec = RetrieveSpec::objects("Task", &["info"], [pending.task().reference().clone()]);
-        let objects = client
-            .retrieve_pages(spec)
-            .collect_all()
-            .await
-            .expect("task info");
-        let info = objects
-            .into_iter()
-            .flat_map(|o| o.prop_set)
-            .find_map(|p| match p.val {
-                Any::Data(obj) => obj.into_any().downcast::<TaskInfo>().ok(),
-                _ => None,
-            })
-            .expect("TaskInfo");
-        match info.state {
-            TaskInfoState::Success => {
-                return pending
-                    .result_from(info.result.unwrap_or(Any::Absent))
-                    .expect("typed task result");
-            }
-            TaskInfoState::Error => panic!(
-                "task failed: {:?}",
-                info.error.map(|e| e.into_inner().localized_message)
-            ),
-            _ => tokio::time::sleep(Duration::from_millis(5)).await,
-        }
-    }
-}
-
-/// The object at an inventory path.
-pub async fn find(client: &Client, path: &str) -> ManagedObjectReference {
-    let index = client
-        .service_content()
-        .search_index
-        .clone()
-        .expect("SearchIndex");
-    SearchIndex::from_reference(index)
-        .find_by_inventory_path(client, path)
-        .await
-        .expect("FindByInventoryPath")
-        .unwrap_or_else(|| panic!("nothing at {path}"))
-}
-
-/// Clones the VM at inventory path `source` into `/DC0/vm/<name>` (powered off) and returns
-/// the new VM.
-pub async fn clone_vm(client: &Client, source: &str, name: &str) -> ManagedObjectReference {
-    let vm = VirtualMachine::from_reference(find(client, source).await);
-    let folder = find(client, "/DC0/vm").await;
-    let spec = VirtualMachineCloneSpec {
-        location: Some(vsphere_client::codec::Obj::new(
-            VirtualMachineRelocateSpec::default(),
-        )),
-        ..VirtualMachineCloneSpec::default()
-    };
-    task(client, vm.clone_vm_task(client, &folder, name, &spec)).await
 }
