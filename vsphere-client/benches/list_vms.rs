@@ -56,11 +56,14 @@ struct Row {
     guest: Option<String>,
 }
 
-async fn list_once(client: &Client) -> Result<Vec<Row>, vsphere_client::Error> {
+/// One listing; also returns the time of each phase (create view, retrieve, destroy view).
+async fn list_once(client: &Client) -> Result<(Vec<Row>, [Duration; 3]), vsphere_client::Error> {
+    let t0 = Instant::now();
     let root = client.service_content().root_folder.clone();
     let view = client
         .container_view(&root, &["VirtualMachine"], true)
         .await?;
+    let t1 = Instant::now();
     let mut pages = view.retrieve(&[("VirtualMachine", &PROPS)], Some(1000));
     let mut rows = Vec::new();
     while let Some(page) = pages.next_page().await? {
@@ -76,8 +79,12 @@ async fn list_once(client: &Client) -> Result<Vec<Row>, vsphere_client::Error> {
         }));
     }
     drop(pages);
+    let t2 = Instant::now();
     view.close().await?;
-    Ok(rows)
+    Ok((
+        rows,
+        [t1.duration_since(t0), t2.duration_since(t1), t2.elapsed()],
+    ))
 }
 
 struct Args {
@@ -192,7 +199,13 @@ fn main() -> ExitCode {
         let mut with_guest = 0usize;
         for _ in 0..a.repeat {
             let (w0, c0) = (Instant::now(), process_cpu());
-            let rows = list_once(&client).await?;
+            let (rows, phases) = list_once(&client).await?;
+            eprintln!(
+                "phases: create view {:.3} s, retrieve + decode {:.3} s, destroy view {:.3} s",
+                phases[0].as_secs_f64(),
+                phases[1].as_secs_f64(),
+                phases[2].as_secs_f64()
+            );
             let wall = w0.elapsed();
             if let (Some(c0), Some(c1)) = (c0, process_cpu()) {
                 best_cpu = best_cpu.min(c1.saturating_sub(c0));
