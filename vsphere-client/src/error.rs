@@ -139,6 +139,27 @@ pub enum Error {
         /// The server's messages, joined (may be empty).
         message: String,
     },
+    /// The Security Token Service refused to issue a token (its SOAP fault's code, such as
+    /// `InvalidTimeRange` or `RequestFailed`, and message), or answered without one. A wrong
+    /// password is [`Error::InvalidLogin`] instead.
+    #[error("the STS issued no token: {code} {message}")]
+    Sts {
+        /// The fault code without its prefix (empty when the response had no token).
+        code: String,
+        /// The STS's message.
+        message: String,
+    },
+    /// A local file operation failed (the session cache, a datastore upload or download).
+    #[error("cannot {what} at {path}")]
+    Io {
+        /// What was being done (`write the session cache`).
+        what: &'static str,
+        /// The local path (never a secret).
+        path: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A REST response was not the JSON its operation documents.
     #[error("cannot decode the REST response to {what}")]
     RestDecode {

@@ -299,6 +299,17 @@ impl Finder {
         self.one("host", &["HostSystem"], Some(what), None)
     }
 
+    /// The network `what` (path, glob or name): a standard `Network`, a
+    /// `DistributedVirtualPortgroup` or an `OpaqueNetwork`.
+    pub fn network(&self, what: &str) -> Result<&InventoryObject, Error> {
+        self.one(
+            "network",
+            &["Network", "DistributedVirtualPortgroup", "OpaqueNetwork"],
+            Some(what),
+            None,
+        )
+    }
+
     /// For a default (no `what`), lookups happen inside the only datacenter.
     fn default_scope(&self, what: Option<&str>) -> Result<Option<&InventoryObject>, Error> {
         match what {

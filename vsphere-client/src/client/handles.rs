@@ -22,8 +22,8 @@ use crate::types::{
 /// A virtual machine.
 #[derive(Clone, Debug)]
 pub struct VmHandle<'c> {
-    client: &'c Client,
-    vm: VirtualMachine,
+    pub(super) client: &'c Client,
+    pub(super) vm: VirtualMachine,
 }
 
 /// A disk of a VM, as the VM's device list shows it.
@@ -412,8 +412,8 @@ pub struct DatastoreSpace {
 /// A datastore.
 #[derive(Clone, Debug)]
 pub struct DatastoreHandle<'c> {
-    client: &'c Client,
-    datastore: Datastore,
+    pub(super) client: &'c Client,
+    pub(super) datastore: Datastore,
 }
 
 impl DatastoreHandle<'_> {

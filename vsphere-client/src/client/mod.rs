@@ -32,18 +32,33 @@
 //! - [`Finder`]: inventory paths with globs, default datacenter/datastore/resource pool.
 //! - Typed handles ([`VmHandle`], [`HostHandle`], [`DatastoreHandle`], [`FolderHandle`],
 //!   [`DatacenterHandle`], [`ClusterHandle`]) and First Class Disks ([`Disks`]).
+//! - NICs ([`VmHandle::add_nic`], [`VmNic`]) and datastore files ([`DatastoreHandle::browse`],
+//!   [`DatastoreHandle::upload`], [`DatastoreHandle::download`], [`DatastorePath`]).
 //!
-//! # Not built yet
+//! # Session cache
 //!
-//! The on-disk session cache and `LoginByToken` are not part of this module yet.
+//! [`ConnectOptions::session_cache`] (or `VSPHERE_SESSION_CACHE=<dir>`) keeps the session
+//! cookie on disk ([`SessionCache`]: one 0600 file per URL and user, the cookie only), so a
+//! later process reuses the session while the server still knows it.
+//!
+//! # SAML token login
+//!
+//! [`ConnectOptions::login_by_token`] (or `VSPHERE_STS_URL`) gets a bearer token from the
+//! Security Token Service ([`StsClient`]) and logs in with `LoginByToken`;
+//! [`Client::login_by_token`] takes a token obtained elsewhere. Holder-of-key tokens are not
+//! built.
 
 mod collector;
+mod datastore;
 mod fcd;
 mod finder;
 mod handles;
+mod nic;
 mod options;
 mod props;
 mod retrieve;
+mod session_cache;
+mod sts;
 mod task;
 mod transport;
 mod versions;
@@ -58,27 +73,36 @@ use tracing::Instrument;
 use url::Url;
 
 pub use collector::Collector;
+pub use datastore::{
+    BrowseSpec, DatastoreFile, DatastoreFileKind, DatastorePath, folder_url, search_results_files,
+};
 pub use fcd::{Disks, backing_file, fcd_id};
 pub use finder::{Finder, InventoryObject, build_paths, glob_match, path_matches};
 pub use handles::{
     ClusterHandle, DatacenterFolders, DatacenterHandle, DatastoreHandle, DatastoreSpace,
     FolderHandle, HostHandle, VmDisk, VmHandle, free_scsi_unit,
 };
+pub use nic::{NicBacking, NicModel, VmNic, nic_add_spec};
 pub use options::{ConnectOptions, Credentials, DEFAULT_KEEPALIVE, DEFAULT_TIMEOUT};
 pub use props::{Properties, upcast};
 pub use retrieve::{PageStream, PropertyPages, RetrieveSpec};
+pub use session_cache::SessionCache;
+pub use sts::{
+    DEFAULT_TOKEN_LIFETIME, SamlToken, StsClient, WS_TRUST_ISSUE, default_sts_url, issue_request,
+    parse_issue_response, security_header,
+};
 pub use task::{TaskWatch, is_finished, task_error};
 pub use transport::{
-    Cookie, HttpResponse, HttpTransport, SoapRequest, Thumbprint, TlsPolicy, Transport,
+    Cookie, FileRequest, HttpResponse, HttpTransport, SoapRequest, Thumbprint, TlsPolicy, Transport,
 };
 pub use versions::negotiate_release;
 pub use view::{View, view_filter};
 
 use crate::Error;
 use crate::codec::{MethodInfo, ResponseError, SecretString, Service, decode_response};
-use crate::mo::{ServiceInstance, SessionManager};
+use crate::mo::{PropertyCollector, ServiceInstance, SessionManager};
 use crate::rpc::{BoxFuture, Caller};
-use crate::types::{ServiceContent, UserSession};
+use crate::types::{RetrieveOptions, ServiceContent, UserSession};
 
 /// The session cookie vCenter and ESXi set on login.
 pub const SESSION_COOKIE: &str = "vmware_soap_session";
@@ -164,6 +188,50 @@ struct Inner {
     session: Mutex<Session>,
     relogin: tokio::sync::Mutex<()>,
     closed: AtomicBool,
+    session_cache: Option<SessionCache>,
+    sts: Option<StsClient>,
+}
+
+/// Sends one call with a SOAP header (the WS-Security header of `LoginByToken`).
+struct WithHeader<'a> {
+    inner: &'a Inner,
+    header: String,
+}
+
+impl Caller for WithHeader<'_> {
+    fn send<'a>(
+        &'a self,
+        method: &'static MethodInfo,
+        body: String,
+    ) -> BoxFuture<'a, Result<String, Error>> {
+        Box::pin(async move {
+            let body = sts::with_header(&body, &self.header).ok_or(Error::Unsupported {
+                feature: "a SOAP header on an envelope without a soapenv:Body",
+            })?;
+            self.inner.exchange(method, body).await.map(|(_, b)| b)
+        })
+    }
+
+    fn release(&self, service: Service) -> Option<&str> {
+        self.inner.release_of(service)
+    }
+}
+
+/// Sends calls without the transparent re-login (for checking whether a session is alive).
+struct NoRetry<'a>(&'a Inner);
+
+impl Caller for NoRetry<'_> {
+    fn send<'a>(
+        &'a self,
+        method: &'static MethodInfo,
+        body: String,
+    ) -> BoxFuture<'a, Result<String, Error>> {
+        Box::pin(async move { self.0.exchange(method, body).await.map(|(_, b)| b) })
+    }
+
+    fn release(&self, service: Service) -> Option<&str> {
+        self.0.release_of(service)
+    }
 }
 
 impl Inner {
@@ -283,12 +351,115 @@ impl Inner {
             return Ok(());
         }
         self.login().await?;
+        self.save_session();
         let mut s = self
             .session
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         s.generation += 1;
         Ok(())
+    }
+
+    /// `LoginByToken` with `token` in the WS-Security header.
+    async fn login_by_token(&self, token: &SamlToken) -> Result<UserSession, Error> {
+        let content = self.content.get().ok_or(Error::Unsupported {
+            feature: "login before the service content is known",
+        })?;
+        let sm = content.session_manager.clone().ok_or(Error::Unsupported {
+            feature: "login on a server without a SessionManager",
+        })?;
+        let caller = WithHeader {
+            inner: self,
+            header: security_header(token, sts::now()),
+        };
+        SessionManager::from_reference(sm)
+            .login_by_token(&caller, None)
+            .await
+            .map_err(|e| {
+                if e.is_fault("InvalidLogin") {
+                    Error::InvalidLogin {
+                        username: token.subject().unwrap_or_default(),
+                    }
+                } else {
+                    e
+                }
+            })
+    }
+
+    fn cache_user(&self) -> &str {
+        self.credentials
+            .as_ref()
+            .map_or("", |c| c.username.as_str())
+    }
+
+    /// Writes the current cookie to the session cache, if there is one (failures are logged:
+    /// the session itself is fine).
+    fn save_session(&self) {
+        let (Some(cache), (Some(cookie), _)) = (&self.session_cache, self.session_state()) else {
+            return;
+        };
+        if let Err(e) = cache.store(&self.endpoints.sdk, self.cache_user(), &cookie) {
+            tracing::warn!(error = %e, "cannot write the session cache");
+        }
+    }
+
+    /// Takes the cached cookie and keeps it if the server still knows the session (its
+    /// `currentSession` is set, as govc checks); returns whether it did.
+    async fn resume_cached_session(&self) -> bool {
+        let Some(cache) = &self.session_cache else {
+            return false;
+        };
+        let cookie = match cache.load(&self.endpoints.sdk, self.cache_user()) {
+            Ok(Some(c)) => c,
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the session cache");
+                return false;
+            }
+        };
+        self.set_cookie(cookie);
+        let active = match self.current_session().await {
+            Ok(Some(_)) => true,
+            Ok(None) => false,
+            Err(e) => {
+                tracing::debug!(error = %e, "the cached session is not usable");
+                false
+            }
+        };
+        if !active {
+            self.session
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .cookie = None;
+        }
+        tracing::debug!(reused = active, "session cache");
+        active
+    }
+
+    /// The session manager's `currentSession`, read without re-login (`None`: not logged in).
+    async fn current_session(&self) -> Result<Option<UserSession>, Error> {
+        let content = self.content.get().ok_or(Error::Unsupported {
+            feature: "a session check before the service content is known",
+        })?;
+        let Some(sm) = content.session_manager.clone() else {
+            return Ok(None);
+        };
+        let collector = PropertyCollector::from_reference(content.property_collector.clone());
+        let spec = RetrieveSpec::objects("SessionManager", &["currentSession"], [sm]);
+        let result = collector
+            .retrieve_properties_ex(&NoRetry(self), &spec.specs, &RetrieveOptions::default())
+            .await;
+        let result = match result {
+            Err(e) if e.is_fault("NotAuthenticated") => return Ok(None),
+            other => other?,
+        };
+        let value = result
+            .into_iter()
+            .flat_map(|r| r.objects)
+            .flat_map(|o| o.prop_set)
+            .find(|p| p.name == "currentSession")
+            .map(|p| p.val);
+        Ok(value.and_then(|v| <UserSession as crate::codec::Value>::from_any(v).ok()))
     }
 
     async fn login(&self) -> Result<UserSession, Error> {
@@ -304,6 +475,12 @@ impl Inner {
         let sm = content.session_manager.clone().ok_or(Error::Unsupported {
             feature: "login on a server without a SessionManager",
         })?;
+        if let Some(sts) = &self.sts {
+            let token = sts
+                .issue(&creds.username, &creds.password, DEFAULT_TOKEN_LIFETIME)
+                .await?;
+            return self.login_by_token(&token).await;
+        }
         SessionManager::from_reference(sm)
             .login(self, &creds.username, creds.password.expose(), None)
             .await
@@ -393,6 +570,9 @@ impl Client {
         transport: Arc<dyn Transport>,
     ) -> Result<Self, Error> {
         let sdk = options.url().clone();
+        let sts = options
+            .sts_url()
+            .map(|u| StsClient::with_transport(u.clone(), transport.clone()));
         let inner = Arc::new(Inner {
             transport,
             endpoints: Endpoints {
@@ -409,6 +589,8 @@ impl Client {
             session: Mutex::new(Session::default()),
             relogin: tokio::sync::Mutex::new(()),
             closed: AtomicBool::new(false),
+            session_cache: options.session_cache_dir().map(SessionCache::new),
+            sts,
         });
 
         // 1. The releases the server speaks, from /sdk/vimServiceVersions.xml.
@@ -452,9 +634,10 @@ impl Client {
         let _ = inner.content.set(content);
         tracing::debug!(release = ?inner.vim_release.get(), "connected");
 
-        // 3. Login.
-        if inner.credentials.is_some() {
+        // 3. Login, unless a cached session is still alive.
+        if !inner.resume_cached_session().await && inner.credentials.is_some() {
             inner.login().await?;
+            inner.save_session();
         }
 
         // 4. Keepalive.
@@ -480,6 +663,21 @@ impl Client {
             .content
             .get()
             .expect("connect sets the service content before it returns a Client")
+    }
+
+    /// Logs in with a SAML token obtained elsewhere (`LoginByToken`), replacing the current
+    /// session. Without credentials in the options, a later expiry cannot be renewed and
+    /// surfaces as `NotAuthenticated`.
+    pub async fn login_by_token(&self, token: &SamlToken) -> Result<UserSession, Error> {
+        let _one_at_a_time = self.inner.relogin.lock().await;
+        let session = self.inner.login_by_token(token).await?;
+        self.inner.save_session();
+        self.inner
+            .session
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .generation += 1;
+        Ok(session)
     }
 
     /// Logs in again now (normally not needed: expiry is handled transparently).
@@ -518,6 +716,11 @@ impl Client {
             None => Ok(()),
         };
         self.inner.closed.store(true, Ordering::Release);
+        if let Some(cache) = &self.inner.session_cache
+            && let Err(e) = cache.remove(&self.inner.endpoints.sdk, self.inner.cache_user())
+        {
+            tracing::warn!(error = %e, "cannot remove the cached session");
+        }
         self.inner
             .session
             .lock()

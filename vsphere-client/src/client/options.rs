@@ -1,8 +1,10 @@
 //! Where and how to connect: [`ConnectOptions`], from a URL, explicit credentials or the
 //! environment (`VSPHERE_URL`, `VSPHERE_USERNAME`, `VSPHERE_PASSWORD`, `VSPHERE_INSECURE`,
-//! `VSPHERE_THUMBPRINT`; the same habits as govc's `GOVC_*`).
+//! `VSPHERE_THUMBPRINT`, `VSPHERE_SESSION_CACHE`, `VSPHERE_STS_URL`; the same habits as
+//! govc's `GOVC_*`).
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use url::Url;
@@ -53,6 +55,8 @@ pub struct ConnectOptions {
     tls: TlsPolicy,
     timeout: Duration,
     keepalive: Option<Duration>,
+    session_cache: Option<PathBuf>,
+    sts: Option<Url>,
 }
 
 fn invalid(option: &'static str, reason: impl Into<String>) -> Error {
@@ -136,12 +140,18 @@ impl ConnectOptions {
             tls: TlsPolicy::Verify,
             timeout: DEFAULT_TIMEOUT,
             keepalive: Some(DEFAULT_KEEPALIVE),
+            session_cache: None,
+            sts: None,
         })
     }
 
     /// Options from the environment: `VSPHERE_URL` (required), `VSPHERE_USERNAME` and
     /// `VSPHERE_PASSWORD` (override the URL's user info), `VSPHERE_INSECURE` (`1`/`true`
-    /// skips certificate verification), `VSPHERE_THUMBPRINT` (pins the certificate).
+    /// skips certificate verification), `VSPHERE_THUMBPRINT` (pins the certificate),
+    /// `VSPHERE_SESSION_CACHE` (a directory: reuse sessions across processes, see
+    /// [`ConnectOptions::session_cache`]), `VSPHERE_STS_URL` (log in with a SAML token from
+    /// this STS, see [`ConnectOptions::login_by_token`]; a path such as
+    /// `/sts/STSService/vsphere.local` is taken on the SDK's host).
     pub fn from_env() -> Result<Self, Error> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -189,6 +199,16 @@ impl ConnectOptions {
         }
         if let Some(t) = get("VSPHERE_THUMBPRINT").filter(|s| !s.trim().is_empty()) {
             o.tls = TlsPolicy::Pinned(Thumbprint::parse(&t)?);
+        }
+        if let Some(dir) = get("VSPHERE_SESSION_CACHE").filter(|s| !s.trim().is_empty()) {
+            o.session_cache = Some(PathBuf::from(dir.trim()));
+        }
+        if let Some(sts) = get("VSPHERE_STS_URL").filter(|s| !s.trim().is_empty()) {
+            let sts = o
+                .url
+                .join(sts.trim())
+                .map_err(|e| invalid("VSPHERE_STS_URL", e.to_string()))?;
+            o.sts = Some(sts);
         }
         Ok(o)
     }
@@ -257,6 +277,48 @@ impl ConnectOptions {
         self.keepalive = every;
         self
     }
+
+    /// Caches the session cookie in `dir` (one file of mode 0600 per URL and user; see
+    /// [`SessionCache`](super::SessionCache)): a later [`Client::connect`](super::Client::connect)
+    /// with the same URL and user reuses the session while the server still knows it, and logs
+    /// in (rewriting the file) otherwise. Off by default; `VSPHERE_SESSION_CACHE` sets it too.
+    ///
+    /// ```
+    /// use vsphere_client::client::ConnectOptions;
+    /// let o = ConnectOptions::new("https://u:p@vc/sdk").unwrap().session_cache("/tmp/vsc");
+    /// assert_eq!(o.session_cache_dir(), Some(std::path::Path::new("/tmp/vsc")));
+    /// ```
+    pub fn session_cache(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.session_cache = Some(dir.into());
+        self
+    }
+
+    /// Logs in with a SAML bearer token instead of the password: the credentials go to the
+    /// Security Token Service at `sts` (WS-Trust `Issue`), and the token to `LoginByToken`.
+    /// A session that expires is renewed the same way, with a fresh token.
+    /// [`default_sts_url`](super::default_sts_url) gives vCenter's usual STS address.
+    ///
+    /// ```
+    /// use vsphere_client::client::{ConnectOptions, default_sts_url};
+    /// let o = ConnectOptions::new("https://u:p@vc/sdk").unwrap();
+    /// let sts = default_sts_url(o.url());
+    /// let o = o.login_by_token(sts);
+    /// assert_eq!(o.sts_url().unwrap().path(), "/sts/STSService/vsphere.local");
+    /// ```
+    pub fn login_by_token(mut self, sts: Url) -> Self {
+        self.sts = Some(sts);
+        self
+    }
+
+    /// The STS to get login tokens from, if token login is on.
+    pub fn sts_url(&self) -> Option<&Url> {
+        self.sts.as_ref()
+    }
+
+    /// The session cache directory, if the cache is on.
+    pub fn session_cache_dir(&self) -> Option<&Path> {
+        self.session_cache.as_deref()
+    }
 }
 
 #[cfg(test)]
@@ -309,8 +371,15 @@ mod tests {
             ("VSPHERE_USERNAME", "admin"),
             ("VSPHERE_PASSWORD", "pw"),
             ("VSPHERE_INSECURE", "true"),
+            ("VSPHERE_SESSION_CACHE", "/var/cache/vsc"),
+            ("VSPHERE_STS_URL", "/sts/STSService/vsphere.local"),
         ]))
         .unwrap();
+        assert_eq!(o.session_cache_dir(), Some(Path::new("/var/cache/vsc")));
+        assert_eq!(
+            o.sts_url().unwrap().as_str(),
+            "https://vc/sts/STSService/vsphere.local"
+        );
         let c = o.credentials().unwrap();
         assert_eq!((c.username.as_str(), c.password.expose()), ("admin", "pw"));
         assert!(matches!(o.tls(), TlsPolicy::DangerAcceptInvalidCerts));

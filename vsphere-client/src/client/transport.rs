@@ -83,6 +83,52 @@ pub trait Transport: Send + Sync + fmt::Debug {
         url: &'a Url,
         timeout: Duration,
     ) -> BoxFuture<'a, Result<HttpResponse, Error>>;
+
+    /// PUTs the local file `file` (of `len` bytes) to `request.url` (a datastore's
+    /// `/folder/...` URL), streamed: the file is never held in memory whole. Returns the
+    /// HTTP status. The default says the transport cannot.
+    fn put_file<'a>(
+        &'a self,
+        request: FileRequest<'a>,
+        file: tokio::fs::File,
+        len: u64,
+    ) -> BoxFuture<'a, Result<u16, Error>> {
+        let _ = (request, file, len);
+        Box::pin(async {
+            Err(Error::Unsupported {
+                feature: "file upload on this transport",
+            })
+        })
+    }
+
+    /// GETs `request.url` and streams the body into `sink` chunk by chunk. Returns the HTTP
+    /// status and, on 200, the bytes written (nothing is written for another status). The
+    /// default says the transport cannot.
+    fn get_to<'a>(
+        &'a self,
+        request: FileRequest<'a>,
+        sink: &'a mut (dyn tokio::io::AsyncWrite + Send + Unpin),
+    ) -> BoxFuture<'a, Result<(u16, u64), Error>> {
+        let _ = (request, sink);
+        Box::pin(async {
+            Err(Error::Unsupported {
+                feature: "file download on this transport",
+            })
+        })
+    }
+}
+
+/// A file transfer over the session: the URL, the session cookie, and a timeout for the
+/// response to start (the transfer itself may take as long as it needs; dropping the future
+/// cancels it).
+#[derive(Debug)]
+pub struct FileRequest<'a> {
+    /// The URL (`https://vc/folder/dir/file?dcPath=DC0&dsName=ds1`).
+    pub url: &'a Url,
+    /// The session cookie to send.
+    pub cookie: Option<&'a SecretString>,
+    /// How long to wait for the server to start answering.
+    pub timeout: Duration,
 }
 
 /// A certificate thumbprint to pin: the hash of the server's end-entity certificate (DER).
@@ -449,6 +495,73 @@ impl Transport for HttpTransport {
                 .await
                 .map_err(|e| http_error(e, "GET"))?;
             collect(resp, "GET").await
+        })
+    }
+
+    fn put_file<'a>(
+        &'a self,
+        request: FileRequest<'a>,
+        file: tokio::fs::File,
+        len: u64,
+    ) -> BoxFuture<'a, Result<u16, Error>> {
+        Box::pin(async move {
+            let mut req = self
+                .http
+                .put(request.url.clone())
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .header(reqwest::header::CONTENT_LENGTH, len)
+                .body(reqwest::Body::from(file));
+            if let Some(cookie) = request.cookie {
+                req = req.header(
+                    reqwest::header::COOKIE,
+                    format!("{}={}", super::SESSION_COOKIE, cookie.expose()),
+                );
+            }
+            let resp = req.send().await.map_err(|e| http_error(e, "upload"))?;
+            let status = resp.status().as_u16();
+            // Drain the (small) answer so the connection can be reused.
+            let _ = resp.bytes().await;
+            Ok(status)
+        })
+    }
+
+    fn get_to<'a>(
+        &'a self,
+        request: FileRequest<'a>,
+        sink: &'a mut (dyn tokio::io::AsyncWrite + Send + Unpin),
+    ) -> BoxFuture<'a, Result<(u16, u64), Error>> {
+        Box::pin(async move {
+            use tokio::io::AsyncWriteExt;
+            let mut req = self.http.get(request.url.clone());
+            if let Some(cookie) = request.cookie {
+                req = req.header(
+                    reqwest::header::COOKIE,
+                    format!("{}={}", super::SESSION_COOKIE, cookie.expose()),
+                );
+            }
+            let mut resp = tokio::time::timeout(request.timeout, req.send())
+                .await
+                .map_err(|_| Error::Timeout { what: "download" })?
+                .map_err(|e| http_error(e, "download"))?;
+            let status = resp.status().as_u16();
+            if status != 200 {
+                return Ok((status, 0));
+            }
+            let mut written = 0u64;
+            while let Some(chunk) = resp.chunk().await.map_err(|e| http_error(e, "download"))? {
+                sink.write_all(&chunk).await.map_err(|e| Error::Io {
+                    what: "write the downloaded file",
+                    path: String::new(),
+                    source: e,
+                })?;
+                written += chunk.len() as u64;
+            }
+            sink.flush().await.map_err(|e| Error::Io {
+                what: "write the downloaded file",
+                path: String::new(),
+                source: e,
+            })?;
+            Ok((status, written))
         })
     }
 }
