@@ -424,12 +424,11 @@ impl<'i> Decoder<'i> {
     /// The offset of the next `<` at or after the current position.
     #[inline]
     fn next_lt(&mut self) -> Result<usize, DecodeError> {
-        match memchr(b'<', &self.input.as_bytes()[self.pos..]) {
-            Some(off) => Ok(self.pos + off),
-            None => {
-                self.pos = self.input.len();
-                Err(DecodeError::truncated(self.pos))
-            }
+        if let Some(off) = memchr(b'<', &self.input.as_bytes()[self.pos..]) {
+            Ok(self.pos + off)
+        } else {
+            self.pos = self.input.len();
+            Err(DecodeError::truncated(self.pos))
         }
     }
 
@@ -709,7 +708,6 @@ impl<'i> Decoder<'i> {
             for (off, &c) in rest.iter().enumerate().skip(2) {
                 match (quote, c) {
                     (Some(q), _) if c == q => quote = None,
-                    (Some(_), _) => {}
                     (None, b'"' | b'\'') => quote = Some(c),
                     (None, b'[') => nest += 1,
                     (None, b']') => nest = nest.saturating_sub(1),
@@ -1055,8 +1053,8 @@ mod tests {
 
     /// The document as lines, read by quick-xml's `NsReader`.
     fn quick(input: &str) -> Result<Vec<String>, String> {
-        let mut r = NsReader::from_str(input);
-        let config = r.config_mut();
+        let mut reader = NsReader::from_str(input);
+        let config = reader.config_mut();
         config.trim_text(false);
         config.check_end_names = true;
         config.expand_empty_elements = false;
@@ -1064,40 +1062,40 @@ mod tests {
         let mut text = String::new();
         let mut depth = 0usize;
         loop {
-            let (ns, ev) = r.read_resolved_event().map_err(|e| e.to_string())?;
+            let (ns, ev) = reader.read_resolved_event().map_err(|e| e.to_string())?;
             let ns = match ns {
                 ResolveResult::Bound(n) => n.0.to_owned(),
                 _ => String::new(),
             };
             match ev {
-                Event::Start(ref t) | Event::Empty(ref t) => {
+                Event::Start(ref tag) | Event::Empty(ref tag) => {
                     flush(&mut text, &mut out);
-                    let name = t.name();
+                    let name = tag.name();
                     let local = name.0.rsplit(':').next().unwrap_or(name.0);
                     let mut line = format!("S {ns}|{local}");
                     let (mut xsi, mut ty, mut nil) = (None, None, false);
-                    for a in t.attributes().with_checks(false) {
-                        let a = a.map_err(|e| e.to_string())?;
-                        let key = a.key.0;
-                        let value = a
+                    for attr in tag.attributes().with_checks(false) {
+                        let attr = attr.map_err(|e| e.to_string())?;
+                        let key = attr.key.0;
+                        let value = attr
                             .normalized_value(quick_xml::XmlVersion::Implicit1_0)
                             .map_err(|e| e.to_string())?;
                         match key.split_once(':') {
                             None if key == "type" => ty = Some(value.into_owned()),
-                            Some((p, l)) if p != "xmlns" => {
-                                let (ans, _) = r.resolver().resolve_attribute(a.key);
+                            Some((prefix, local_name)) if prefix != "xmlns" => {
+                                let (ans, _) = reader.resolver().resolve_attribute(attr.key);
                                 if !matches!(ans, ResolveResult::Bound(n) if n.0 == XSI_NS) {
                                     continue;
                                 }
-                                if l == "type" {
+                                if local_name == "type" {
                                     let (tns, tl) =
-                                        r.resolver().resolve_element(QName(value.trim()));
+                                        reader.resolver().resolve_element(QName(value.trim()));
                                     let tns = match tns {
                                         ResolveResult::Bound(n) if n.0 == super::XSD_NS => "xsd",
                                         _ => "vim",
                                     };
                                     xsi = Some(format!("{tns}:{}", tl.as_ref()));
-                                } else if l == "nil" {
+                                } else if local_name == "nil" {
                                     nil = matches!(value.trim(), "true" | "1");
                                 }
                             }
@@ -1107,8 +1105,8 @@ mod tests {
                     if let Some(x) = xsi {
                         write!(line, " xsi={x}").unwrap();
                     }
-                    if let Some(t) = ty {
-                        write!(line, " type={t}").unwrap();
+                    if let Some(ty) = ty {
+                        write!(line, " type={ty}").unwrap();
                     }
                     if nil {
                         line.push_str(" nil");
