@@ -133,6 +133,14 @@ pub enum Error {
         /// The repository's URL (user information removed).
         url: String,
     },
+    /// A PostgreSQL journal operation failed.
+    #[error("postgres: {context}: {message}")]
+    Postgres {
+        /// What was being done.
+        context: String,
+        /// The server's or the driver's message (never the connection string).
+        message: String,
+    },
 }
 
 impl Error {

@@ -25,6 +25,10 @@ use crate::model::ApprovalPolicy;
 pub mod conformance;
 mod file;
 pub use file::{DEFAULT_SEGMENT_SIZE, FileStore};
+#[cfg(feature = "postgres")]
+mod pg;
+#[cfg(feature = "postgres")]
+pub use pg::PgStore;
 
 /// A point in time: milliseconds since the Unix epoch, UTC.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
