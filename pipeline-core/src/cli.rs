@@ -9,10 +9,15 @@
 //! pipeline-run pause RUN [--reason TEXT] [--state-dir DIR]
 //! pipeline-run cancel RUN [--hard] [--reason TEXT] [--state-dir DIR]
 //! pipeline-run status RUN [--json] [--state-dir DIR]
+//! (every command also takes --journal CONNINFO)
 //! ```
 //!
 //! State (the journal, working directories, the artifact repository, provenance statements)
-//! lives in `--state-dir` (default `.pipeline-state`). A run that waits for an approval holds no
+//! lives in `--state-dir` (default `.pipeline-state`). Every command also takes
+//! `--journal CONNINFO` to keep the journal in PostgreSQL instead (feature `postgres`; a libpq
+//! connection string such as `host=/run/postgresql dbname=pipelines`, or
+//! `postgresql://ci@db/pipelines`: prefer peer or trust authentication over a local socket, as
+//! a password on the command line is visible to other users of the machine). A run that waits for an approval holds no
 //! process: the command exits with status 3 and `approve` continues it. `pause` and `cancel`
 //! journal a request: the process driving the run (if any) notices it within a fraction of a
 //! second; a paused run continues with `resume`; cancelling a run that no process drives (parked
@@ -30,7 +35,7 @@ use std::sync::Arc;
 use crate::approval::Actor;
 use crate::artifact::{self, ArtifactRef, ArtifactStore, LocalStore};
 use crate::engine::{Engine, Outcome, RunEvent};
-use crate::journal::{FileStore, Record, RunStatus, Timestamp};
+use crate::journal::{FileStore, JournalStore, Record, RunStatus, Timestamp};
 use crate::load::load_pipeline;
 use crate::task::TaskRegistry;
 
@@ -41,7 +46,8 @@ pub const USAGE: &str = "usage:
   pipeline-run resume RUN [--state-dir DIR]
   pipeline-run pause RUN [--reason TEXT] [--state-dir DIR]
   pipeline-run cancel RUN [--hard] [--reason TEXT] [--state-dir DIR]
-  pipeline-run status RUN [--json] [--state-dir DIR]";
+  pipeline-run status RUN [--json] [--state-dir DIR]
+every command also takes --journal CONNINFO (a PostgreSQL journal; feature `postgres`)";
 
 /// Exit status: the run succeeded, or the request was recorded.
 pub const EXIT_OK: u8 = 0;
@@ -61,6 +67,7 @@ struct Args {
     positional: Vec<String>,
     inputs: BTreeMap<String, String>,
     state_dir: Option<PathBuf>,
+    journal: Option<String>,
     user: Option<String>,
     groups: Vec<String>,
     reject: bool,
@@ -83,6 +90,7 @@ fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
                 a.inputs.insert(k.to_owned(), v.to_owned());
             }
             "--state-dir" => a.state_dir = Some(PathBuf::from(value("--state-dir")?)),
+            "--journal" => a.journal = Some(value("--journal")?),
             "--user" => a.user = Some(value("--user")?),
             "--group" => a.groups.push(value("--group")?),
             "--comment" => a.comment = value("--comment")?,
@@ -104,8 +112,23 @@ struct Env {
     state_dir: PathBuf,
 }
 
-fn env(state_dir: &Path) -> Result<Env, BoxError> {
-    let journal = Arc::new(FileStore::open(state_dir.join("journal"))?);
+#[cfg_attr(
+    not(feature = "postgres"),
+    expect(clippy::unused_async, reason = "only the PostgreSQL journal connects")
+)]
+async fn env(state_dir: &Path, journal: Option<&str>) -> Result<Env, BoxError> {
+    let journal: Arc<dyn JournalStore> = match journal {
+        None => Arc::new(FileStore::open(state_dir.join("journal"))?),
+        #[cfg(feature = "postgres")]
+        Some(conninfo) => Arc::new(crate::journal::PgStore::connect(conninfo).await?),
+        #[cfg(not(feature = "postgres"))]
+        Some(_) => {
+            return Err(crate::Error::Unsupported {
+                feature: "--journal (a PostgreSQL journal needs the feature `postgres`)",
+            }
+            .into());
+        }
+    };
     let artifacts: Arc<dyn ArtifactStore> =
         Arc::new(LocalStore::open(state_dir.join("artifacts"))?);
     let mut registry = TaskRegistry::builtin();
@@ -375,7 +398,7 @@ async fn dispatch(a: Args, out: &mut dyn Write) -> Result<u8, BoxError> {
         .state_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from(".pipeline-state"));
-    let env = env(&state_dir)?;
+    let env = env(&state_dir, a.journal.as_deref()).await?;
     match a.positional.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["approve", run, request] => {
             let actor = Actor {

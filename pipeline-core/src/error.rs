@@ -117,6 +117,30 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A Git operation failed (libgit2's message; credentials in the URL are never shown).
+    #[error("git: {context}: {message}")]
+    Git {
+        /// What was being done, with the repository's URL (user information removed).
+        context: String,
+        /// libgit2's message.
+        message: String,
+    },
+    /// A Git reference names no branch, tag or commit of the repository.
+    #[error("git: {url} has no branch, tag or commit named {reference:?}")]
+    GitRef {
+        /// The reference asked for.
+        reference: String,
+        /// The repository's URL (user information removed).
+        url: String,
+    },
+    /// A PostgreSQL journal operation failed.
+    #[error("postgres: {context}: {message}")]
+    Postgres {
+        /// What was being done.
+        context: String,
+        /// The server's or the driver's message (never the connection string).
+        message: String,
+    },
 }
 
 impl Error {

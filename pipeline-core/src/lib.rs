@@ -11,7 +11,7 @@
 //! - [`journal`]: the durable, versioned (compare-and-swap) journal behind a trait;
 //! - [`state`]: a run's state, folded from its journal;
 //! - [`engine`]: the async engine that runs, resumes and reconciles runs;
-//! - [`task`]: task kinds (a trait) and the built-in ones;
+//! - [`task`]: task kinds (a trait) and the built-in ones; [`git`]: the `Git` kind's libgit2 work;
 //! - [`artifact`]: the artifact repository;
 //! - [`cli`]: the `pipeline-run` command line (the example binary wraps it).
 //!
@@ -30,6 +30,7 @@ pub mod engine;
 mod error;
 pub mod expr;
 pub mod gate;
+pub mod git;
 pub mod http;
 pub mod journal;
 pub mod load;

@@ -2,7 +2,7 @@
 //!
 //! Built in and run by executors here: `Shell` (a command with working directory, environment,
 //! captured output, exit code and exported values) and `Git` (clone or fetch a real repository
-//! with the `git` command and check out a ref); in [`crate::http`]: `REST`, `POLL`, `Jenkins`. Built in and run by the engine itself:
+//! with libgit2 and check out a branch, tag or commit); in [`crate::http`]: `REST`, `POLL`, `Jenkins`. Built in and run by the engine itself:
 //! `Condition` (stops the pipeline when false), `UserOperation` (a durable approval) and
 //! `Pipeline` (a nested pipeline, run as a durable child run).
 //! Known from Code Stream but not built in this release, so that loading a pipeline that uses
@@ -500,8 +500,10 @@ impl TaskKind for Shell {
     }
 }
 
-/// The `Git` kind: clones `url` into `directory` (or fetches when it is already a clone of
-/// it), checks out `ref` (default: the remote's default branch) and outputs the commit id.
+/// The `Git` kind: clones `url` into `directory` (or fetches when it is already a clone),
+/// checks out `ref` (a branch, tag or commit; default: the remote's default branch) and outputs
+/// the commit id. Runs libgit2 in-process ([`crate::git::checkout`]); a `ref` that names
+/// nothing fails the task without retries.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Git;
 
@@ -515,30 +517,6 @@ const GIT_OUTPUTS: &[FieldSpec] = &[
     field("directory", ValueType::String, false),
 ];
 
-async fn git(dir: &Path, args: &[&str]) -> Result<String, TaskFailure> {
-    let out = tokio::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|e| TaskFailure::permanent(format!("cannot run git: {e}")))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    } else {
-        Err(TaskFailure {
-            message: format!(
-                "git {} failed: {}",
-                args.first().copied().unwrap_or_default(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-            outputs: json!({}),
-            retryable: true,
-        })
-    }
-}
-
 #[async_trait]
 impl TaskKind for Git {
     fn type_name(&self) -> &'static str {
@@ -551,33 +529,42 @@ impl TaskKind for Git {
         GIT_OUTPUTS
     }
 
-    async fn run(&self, ctx: TaskContext) -> Result<Value, TaskFailure> {
-        let get = |k: &str| ctx.input.get(k).and_then(Value::as_str);
+    async fn run(&self, mut ctx: TaskContext) -> Result<Value, TaskFailure> {
+        let get = |k: &str| ctx.input.get(k).and_then(Value::as_str).map(str::to_owned);
         let url = get("url").ok_or_else(|| TaskFailure::permanent("url must be a string"))?;
-        let dir = resolve_dir(&ctx.work_dir, get("directory"));
-        let dir_s = dir.to_string_lossy().into_owned();
+        let reference = get("ref");
+        let dir = resolve_dir(&ctx.work_dir, get("directory").as_deref());
         std::fs::create_dir_all(&ctx.work_dir).map_err(|e| {
             TaskFailure::permanent(format!("cannot create {}: {e}", ctx.work_dir.display()))
         })?;
-        if dir.join(".git").exists() {
-            git(&dir, &["fetch", "--quiet", "--tags", url]).await?;
-        } else {
-            git(&ctx.work_dir, &["clone", "--quiet", url, &dir_s]).await?;
+        let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&cancelled);
+        let work = tokio::task::spawn_blocking(move || {
+            crate::git::checkout(&url, &dir, reference.as_deref(), &flag)
+        });
+        let result = tokio::select! {
+            r = work => r,
+            () = ctx.cancel.reached(CancelLevel::Graceful) => {
+                // libgit2 stops at its next progress callback; the task ends now.
+                cancelled.store(true, std::sync::atomic::Ordering::Relaxed);
+                return Err(TaskFailure::permanent("cancelled"));
+            }
+        };
+        match result {
+            Ok(Ok(co)) => Ok(json!({
+                "commit": co.commit,
+                "directory": co.directory.to_string_lossy(),
+            })),
+            Ok(Err(e @ crate::Error::GitRef { .. })) => Err(TaskFailure::permanent(e.to_string())),
+            Ok(Err(e)) => Err(TaskFailure {
+                message: e.to_string(),
+                outputs: json!({}),
+                retryable: true,
+            }),
+            Err(e) => Err(TaskFailure::permanent(format!(
+                "the git worker failed: {e}"
+            ))),
         }
-        if let Some(r) = get("ref") {
-            let target = match git(
-                &dir,
-                &["rev-parse", "--verify", "--quiet", &format!("origin/{r}")],
-            )
-            .await
-            {
-                Ok(c) if !c.is_empty() => c,
-                _ => r.to_owned(),
-            };
-            git(&dir, &["checkout", "--quiet", "--detach", &target]).await?;
-        }
-        let commit = git(&dir, &["rev-parse", "HEAD"]).await?;
-        Ok(json!({ "commit": commit, "directory": dir_s }))
     }
 }
 
@@ -707,5 +694,13 @@ mod tests {
         let out = Git.run(c).await.unwrap();
         assert_eq!(out["commit"], first);
         assert_eq!(std::fs::read_to_string(d.join("work/a.txt")).unwrap(), "1");
+        // A ref that names nothing fails at once, without retries.
+        let (c, _h) = ctx(
+            json!({"url": repo.to_string_lossy(), "directory": "work", "ref": "nope"}),
+            &d,
+        );
+        let e = Git.run(c).await.unwrap_err();
+        assert!(!e.retryable);
+        assert!(e.message.contains("\"nope\""), "{}", e.message);
     }
 }

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pipeline_core::cli::{self, EXIT_FAILED, EXIT_OK, EXIT_PAUSED, EXIT_USAGE, EXIT_WAITING};
-use pipeline_core::journal::{Entry, Record, TaskStatus};
+use pipeline_core::journal::{Entry, FileStore, JournalStore, Record, TaskStatus};
 
 const CHILD_ENV: &str = "PIPELINE_CORE_CLI_CHILD";
 
@@ -100,27 +100,36 @@ fn child_cli_entry() {
 
 /// The only run in a state directory, once its journal exists.
 fn the_run(state: &Path) -> Option<String> {
-    let dir = state.join("journal/runs");
-    let mut runs: Vec<String> = std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.strip_suffix(".jsonl"))
-                .map(str::to_owned)
-        })
-        .collect();
-    runs.sort();
-    runs.into_iter().next()
+    if !state.join("journal/log").exists() {
+        return None;
+    }
+    let store = FileStore::open(state.join("journal")).ok()?;
+    block_on(store.runs()).ok()?.into_iter().next()
 }
 
 fn journal(state: &Path, run: &str) -> Vec<Entry> {
-    std::fs::read_to_string(state.join(format!("journal/runs/{run}.jsonl")))
+    if !state.join("journal/log").exists() {
+        return Vec::new();
+    }
+    FileStore::open(state.join("journal"))
+        .ok()
+        .and_then(|store| block_on(store.read(run)).ok())
         .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+}
+
+/// Runs a future to completion on a runtime of its own (callable from async tests too).
+fn block_on<T: Send>(f: impl Future<Output = T> + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(f)
+        })
+        .join()
+        .unwrap()
+    })
 }
 
 /// Waits until the run's journal holds a record for which `pred` holds; returns the run id.

@@ -171,18 +171,31 @@ fn engine_process(state: &Path, yaml: &str, kill_at: Option<u64>) -> Command {
 }
 
 fn journal(state: &Path) -> Vec<Entry> {
-    let dir = state.join("journal/runs");
-    let Ok(mut files) = std::fs::read_dir(&dir) else {
+    if !state.join("journal/log").exists() {
         return Vec::new();
-    };
-    let Some(file) = files.next() else {
-        return Vec::new();
-    };
-    std::fs::read_to_string(file.unwrap().path())
+    }
+    let store = FileStore::open(state.join("journal")).unwrap();
+    block_on(async {
+        match store.runs().await.unwrap().first() {
+            Some(run) => store.read(run).await.unwrap(),
+            None => Vec::new(),
+        }
+    })
+}
+
+/// Runs a future to completion on a runtime of its own (callable from async tests too).
+fn block_on<T: Send>(f: impl Future<Output = T> + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(f)
+        })
+        .join()
         .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    })
 }
 
 fn succeeded_tasks(entries: &[Entry]) -> BTreeSet<String> {

@@ -108,7 +108,14 @@ async fn a_pipeline_runs_with_bindings_preconditions_finally_and_redaction() {
         st.task("Build", "make").outputs["stdout"],
         "hello token=********\n"
     );
-    let journal = std::fs::read_to_string(dir.join(format!("state/runs/{run}.jsonl"))).unwrap();
+    let mut journal = String::new();
+    for seg in std::fs::read_dir(dir.join("state/log")).unwrap() {
+        let seg = seg.unwrap().path();
+        if seg.extension().is_some_and(|e| e == "seg") {
+            journal.push_str(&String::from_utf8_lossy(&std::fs::read(seg).unwrap()));
+        }
+    }
+    assert!(journal.contains(&run));
     assert!(!journal.contains(&std::env::var("PATH").unwrap()));
     // The event stream carried every transition.
     let mut seen = 0;

@@ -276,7 +276,26 @@ async fn cancel_while_queued_cancels_the_queue_item() {
         .await;
     let (c, h) = ctx(json!({"server": server.uri(), "job": "app", "pollIntervalSeconds": 0.05}));
     let task = tokio::spawn(async move { kind("Jenkins").run(c).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Cancel once the task follows the queue item (a fixed sleep was too short under load).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let polled = server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .any(|r| {
+                r.method == wiremock::http::Method::GET && r.url.path() == "/queue/item/9/api/json"
+            });
+        if polled {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the queue item was never polled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     h.cancel(CancelLevel::Graceful);
     assert_eq!(task.await.unwrap().unwrap_err().message, "cancelled");
 }

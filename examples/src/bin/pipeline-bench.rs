@@ -9,7 +9,9 @@
 //!    in-memory journal: goal < 100 µs per task;
 //! 3. durable commit latency of the file journal (append until `fdatasync`ed), p50 and p99 over
 //!    2,000 commits by one writer, then 6,400 commits by 64 concurrent writers (one run each,
-//!    sharing the group commit): goal p99 < 5 ms;
+//!    sharing the group commit): goal p99 < 5 ms; measured between two runs of the device's
+//!    own flush floor (200-byte `pwrite` + `fdatasync` into a pre-zeroed file), with the load
+//!    average;
 //! 4. 1,000 concurrent runs of a 3-task pipeline on the file journal: wall time and peak RSS.
 //!
 //! `--state-dir` chooses where the file journal goes (default: the system temp directory);
@@ -179,14 +181,53 @@ async fn concurrent_runs(state_dir: &std::path::Path) -> Result<usize, Box<dyn s
 }
 
 /// Durable commit latency: append + fsync of one record, by one writer, then by 64 writers at
-/// once (each on its own run; group commit shares their fsyncs).
+/// once (each on its own run; group commit shares their fsyncs), between two measures of the
+/// device's own flush floor, with the load average, so that the figures can be judged.
 async fn commits(state_dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    println!("load average: {}", load_average());
+    let floor = state_dir.join("floor");
+    println!("floor: {}", flush_floor(&floor, 1000)?);
     let store = Arc::new(FileStore::open(state_dir.join("commits"))?);
     let lat = commit_latencies(&store, 1, 2000).await?;
     println!("commit: 1 writer, {}", summary(&lat));
     let lat = commit_latencies(&store, 64, 100).await?;
     println!("commit: 64 concurrent writers, {}", summary(&lat));
+    println!("floor: {}", flush_floor(&floor, 1000)?);
+    println!("load average: {}", load_average());
     Ok(())
+}
+
+/// The first three fields of `/proc/loadavg`.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").map_or_else(
+        |_| "unknown".into(),
+        |s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+    )
+}
+
+/// The device's flush floor: `n` times a 200-byte `pwrite` into a pre-zeroed file, then
+/// `fdatasync` (what one commit of the journal log costs at the least).
+fn flush_floor(path: &std::path::Path, n: usize) -> std::io::Result<String> {
+    use std::os::unix::fs::FileExt as _;
+    std::fs::create_dir_all(path.parent().unwrap_or(path))?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(path)?;
+    f.write_all_at(&vec![0u8; n * 200 + 4096], 0)?;
+    f.sync_all()?;
+    let record = [b'x'; 200];
+    let mut lat = Vec::with_capacity(n);
+    for i in 0..n {
+        let started = Instant::now();
+        f.write_all_at(&record, (i * 200) as u64)?;
+        f.sync_data()?;
+        lat.push(started.elapsed());
+    }
+    lat.sort();
+    Ok(summary(&lat).replace("append until durable", "raw pwrite + fdatasync"))
 }
 
 /// p50, p99 and max of sorted latencies.
