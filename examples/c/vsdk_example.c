@@ -4,7 +4,7 @@
  *
  * Build (from the workspace root, after `cargo build -p sdk-ffi`):
  *   cc -std=c11 -Wall -Wextra -Werror -I ffi/include examples/c/vsdk_example.c \
- *      target/debug/libvsdk.a -lpthread -ldl -lm -lrt -lutil -lgcc_s -lc -o vsdk_example
+ *      target/debug/libvsdk.a -lgit2 -lpthread -ldl -lm -lrt -lutil -lgcc_s -lc -o vsdk_example
  * Run:
  *   ./vsdk_example /tmp/vsdk-example
  */

@@ -12,8 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The system libraries a Rust static library needs on Linux
-/// (`rustc --print native-static-libs`).
+/// (`rustc --print native-static-libs`): libgit2 first (pipeline-core's Git task links the
+/// system libgit2), then what every Rust static library needs.
 const NATIVE_LIBS: &[&str] = &[
+    "-lgit2",
     "-lgcc_s",
     "-lutil",
     "-lrt",

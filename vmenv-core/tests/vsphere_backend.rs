@@ -9,11 +9,11 @@
 //! fallback is exercised on a suspended VM (which has no running guest to ask).
 //!
 //! The same test runs against the SDK's embedded vsphere-sim, which serves clone, power,
-//! suspend, destroy and device reconfiguration. Where the simulator lacks a feature the test
-//! asserts what the backend does instead, naming the missing simulator feature: no guest IP
-//! (`guest.ipAddress`; another engineer adds it to the simulator), no `ShutdownGuest` (the
-//! backend falls back to a hard power-off), no `config.annotation` (the VM's source is not
-//! recorded), no `VirtualDiskManager` (the hot-plugged VMDK is a First Class Disk's file).
+//! suspend, destroy, device reconfiguration, `ShutdownGuest` and a guest identity for
+//! powered-on VMs (with vcsim's `SET.guest.ipAddress` hook). Where the simulator lacks a
+//! feature the test asserts what the backend does instead, naming the missing simulator
+//! feature: no `config.annotation` (the VM's source is not recorded), no `VirtualDiskManager`
+//! (the hot-plugged VMDK is a First Class Disk's file).
 //!
 //! The vcsim run skips (with a printed reason) only when Go is absent and `CI` is unset.
 
@@ -185,24 +185,24 @@ async fn lifecycle(client: Client, server: Server) {
     hv.start(&web).await.unwrap();
     let st = hv.status(&web).await.unwrap();
     assert_eq!((st.state, st.raw.as_str()), (VmState::Running, "poweredOn"));
-    match hv.ip(&web, Duration::from_millis(300)).await {
-        Err(Error::Timeout { .. }) => {}
-        other => panic!("expected a timeout before Tools report an IP, got {other:?}"),
-    }
     if server == Server::Vcsim {
-        guest_reports_ip(&client, "web-1", "10.0.0.7").await;
-        let addr = hv.ip(&web, Duration::from_secs(5)).await.unwrap();
-        assert_eq!(addr.guest_ip.to_string(), "10.0.0.7");
-        assert_eq!(addr.source, IpSource::GuestTools);
-        assert_eq!(addr.ssh.port(), 22);
-    } else {
-        // vsphere-sim reports no `guest.ipAddress` yet (the simulator feature arrives next
-        // session): the deadline passes with the backend's typed timeout.
-        match hv.ip(&web, Duration::from_millis(200)).await {
+        // vcsim reports no IP until one is set (its stand-in for Tools): the deadline passes.
+        match hv.ip(&web, Duration::from_millis(300)).await {
             Err(Error::Timeout { .. }) => {}
-            other => panic!("expected a timeout without a guest IP, got {other:?}"),
+            other => panic!("expected a timeout before Tools report an IP, got {other:?}"),
         }
+    } else {
+        // vsphere-sim gives a powered-on VM a guest identity at once, as running Tools would.
+        let addr = hv.ip(&web, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(addr.source, IpSource::GuestTools);
+        assert!(addr.guest_ip.is_ipv4(), "{addr:?}");
     }
+    // Both honour vcsim's `SET.guest.ipAddress` hook: the guest reports a new address.
+    guest_reports_ip(&client, "web-1", "10.0.0.7").await;
+    let addr = hv.ip(&web, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(addr.guest_ip.to_string(), "10.0.0.7");
+    assert_eq!(addr.source, IpSource::GuestTools);
+    assert_eq!(addr.ssh.port(), 22);
 
     // Disk hot-plug: an existing VMDK in, listed, out; the file survives.
     let vmdk = make_vmdk(&client, server, "[LocalDS_0] web-1/extra.vmdk").await;
@@ -240,14 +240,10 @@ async fn lifecycle(client: Client, server: Server) {
     hv.start(&web).await.unwrap();
     assert_eq!(hv.status(&web).await.unwrap().state, VmState::Running);
 
-    // Stop: graceful through ShutdownGuest; again: already stopped. vsphere-sim has no
-    // `ShutdownGuest`: the backend falls back to a hard power-off.
+    // Stop: graceful through ShutdownGuest (both simulators serve it); again: already stopped.
     assert_eq!(
         hv.stop(&web, Duration::from_secs(5)).await.unwrap(),
-        match server {
-            Server::Vcsim => StopOutcome::Graceful,
-            Server::Sim => StopOutcome::Forced,
-        }
+        StopOutcome::Graceful
     );
     assert_eq!(hv.status(&web).await.unwrap().state, VmState::Stopped);
     assert_eq!(
