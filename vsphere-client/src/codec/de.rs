@@ -1064,7 +1064,13 @@ mod tests {
         loop {
             let (ns, ev) = reader.read_resolved_event().map_err(|e| e.to_string())?;
             let ns = match ns {
-                ResolveResult::Bound(n) => n.0.to_owned(),
+                // A namespace name is the attribute value after entity expansion (XML Names
+                // 1.0); quick-xml reports it raw, so expand it here before comparing.
+                ResolveResult::Bound(n) => {
+                    let raw = n.0.to_owned();
+                    quick_xml::escape::unescape(&raw)
+                        .map_or(raw.clone(), std::borrow::Cow::into_owned)
+                }
                 _ => String::new(),
             };
             match ev {
