@@ -1,8 +1,10 @@
 //! The workspace's layering rule, checked against `cargo metadata`.
 //!
 //! `vsphere-client` depends on no workspace crate; `vsphere-sim` only on `vsphere-client`;
-//! `volume-core` and `vmenv-core` only on `vsphere-client`, and only as an optional dependency
-//! (behind their `vsphere` feature); `pipeline-core` on none; `examples` and the FFI crate
+//! `vmenv-core` only on `vsphere-client`, and only as an optional dependency (behind its `vsphere`
+//! feature); `volume-core` on `vsphere-client` and `vmenv-core`, both optional (the vSphere FCD
+//! backend, and hot-plug of qcow2 volumes into the QEMU VMs vmenv-core runs): a volume moves
+//! between nodes, and the hypervisor layer is what provides the nodes; `pipeline-core` on none; `examples` and the FFI crate
 //! (`sdk-ffi`) on any SDK crate; `xtask` on none. `test-support` (dev-only, `publish = false`)
 //! may depend on any crate but `xtask`, and every other crate may use it only as a dev-dependency.
 
@@ -14,7 +16,7 @@ use serde_json::Value;
 const RULES: &[(&str, &[&str], bool)] = &[
     ("vsphere-client", &[], false),
     ("vsphere-sim", &["vsphere-client"], false),
-    ("volume-core", &["vsphere-client"], true),
+    ("volume-core", &["vsphere-client", "vmenv-core"], true),
     ("vmenv-core", &["vsphere-client"], true),
     ("pipeline-core", &[], false),
     (
