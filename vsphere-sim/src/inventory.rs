@@ -105,6 +105,11 @@ pub(crate) struct Inventory {
     next_id: u64,
     /// First Class Disks, by id (their attachments live in the VMs' devices).
     pub(crate) fcds: std::collections::BTreeMap<String, crate::fcd::Fcd>,
+    /// Loose virtual disk files (`VirtualDiskManager`), by datastore path.
+    pub(crate) disk_files: std::collections::BTreeMap<String, crate::vdisk::DiskFile>,
+    /// The last storage policy compliance check of each entity (`objectType:key`).
+    pub(crate) compliance:
+        std::collections::BTreeMap<String, vsphere_client::types::PbmComplianceResult>,
 }
 
 /// The references the service content hands out.
@@ -186,6 +191,8 @@ impl Inventory {
                 .collect(),
             next_id,
             fcds,
+            disk_files: std::collections::BTreeMap::new(),
+            compliance: std::collections::BTreeMap::new(),
         }
     }
 
@@ -605,7 +612,12 @@ pub(crate) fn uuid_for(id: &str) -> String {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    let hex = format!("{h:016x}{:016x}", h.rotate_left(29) ^ 0x5349_4d00);
+    uuid_shape(h, h.rotate_left(29) ^ 0x5349_4d00)
+}
+
+/// 128 bits written as a UUID is (`8-4-4-4-12` hex digits).
+pub(crate) fn uuid_shape(a: u64, b: u64) -> String {
+    let hex = format!("{a:016x}{b:016x}");
     format!(
         "{}-{}-{}-{}-{}",
         &hex[0..8],
@@ -614,6 +626,14 @@ pub(crate) fn uuid_for(id: &str) -> String {
         &hex[16..20],
         &hex[20..32]
     )
+}
+
+/// 128 random bits (from the standard library's randomly keyed hasher), for session keys and
+/// ids that must not repeat across runs.
+pub(crate) fn random_bits(seed: impl std::hash::Hash) -> (u64, u64) {
+    use std::hash::{BuildHasher, RandomState};
+    let a = RandomState::new().hash_one(seed);
+    (a, RandomState::new().hash_one(a))
 }
 
 /// What `ServiceContent.about` and each host's product say.
