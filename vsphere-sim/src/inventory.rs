@@ -267,22 +267,36 @@ impl Inventory {
         }
     }
 
-    /// Appends a reference to an object's reference-array property.
+    /// Appends a reference to an object's reference-array property (in place: building a
+    /// large inventory stays linear).
     pub(crate) fn push_ref(&mut self, id: &str, prop: &'static str, r: ManagedObjectReference) {
-        let mut v = self.refs_of(id, prop);
-        v.push(r);
-        if let Some(o) = self.objects.get_mut(id) {
-            o.set(prop, refs(&v));
+        let Some(o) = self.objects.get_mut(id) else {
+            return;
+        };
+        match o.props.iter_mut().find(|(n, _)| *n == prop) {
+            Some((_, Any::Array(AnyArray::MoRef(v)))) => v.push(r),
+            Some((_, Any::MoRef(one))) => {
+                let first = one.clone();
+                o.set(prop, Any::Array(AnyArray::MoRef(vec![first, r])));
+            }
+            _ => o.set(prop, Any::Array(AnyArray::MoRef(vec![r]))),
         }
     }
 
     /// Removes a reference (by id) from an object's reference-array property.
     pub(crate) fn remove_ref(&mut self, id: &str, prop: &'static str, target: &str) {
-        let mut v = self.refs_of(id, prop);
-        v.retain(|r| r.value != target);
-        if let Some(o) = self.objects.get_mut(id) {
-            o.set(prop, refs(&v));
-        }
+        let Some(o) = self.objects.get_mut(id) else {
+            return;
+        };
+        let kept = match o.props.iter_mut().find(|(n, _)| *n == prop) {
+            Some((_, Any::Array(AnyArray::MoRef(v)))) => {
+                v.retain(|r| r.value != target);
+                return;
+            }
+            Some((_, Any::MoRef(one))) if one.value != target => vec![one.clone()],
+            _ => Vec::new(),
+        };
+        o.set(prop, Any::Array(AnyArray::MoRef(kept)));
     }
 
     /// The object with id `id`, for writing.
@@ -317,6 +331,15 @@ impl Inventory {
         self.objects
             .values()
             .filter(move |o| o.moref.type_ == type_)
+    }
+
+    /// The id of some object of a managed type (for tests).
+    #[cfg(test)]
+    pub(crate) fn first_id(&self, type_: &str) -> String {
+        let Some(o) = self.of_type(type_).next() else {
+            panic!("no {type_}")
+        };
+        o.moref.value.clone()
     }
 
     /// An object's `name` property.
@@ -386,6 +409,16 @@ impl Inventory {
         let root = moref("Folder", ROOT_FOLDER);
         for d in 0..shape.datacenters {
             inv.build_datacenter(shape, &root, d);
+        }
+        // Property lists and reference arrays grew by doubling while the inventory was built:
+        // give back the spare room (a few hundred bytes per VM).
+        for o in inv.objects.values_mut() {
+            o.props.shrink_to_fit();
+            for (_, v) in &mut o.props {
+                if let Any::Array(AnyArray::MoRef(refs)) = v {
+                    refs.shrink_to_fit();
+                }
+            }
         }
         inv
     }

@@ -298,7 +298,7 @@ pub(crate) fn check_compliance(
     let mut out = Vec::new();
     for e in entities {
         let mut r = PbmComplianceResult::default();
-        r.check_time = now.clone();
+        r.check_time = now;
         r.entity = Some(Obj::new(e.clone()));
         r.profile = profile.map(|p| Obj::new(profile_id(p.id)));
         r.compliance_task_status = Some("success".to_owned());
@@ -457,13 +457,7 @@ mod tests {
     #[test]
     fn compliance_follows_the_datastores_and_is_kept_for_fetch() {
         let mut inv = Inventory::build(&crate::InventoryShape::default());
-        let vm = inv
-            .of_type("VirtualMachine")
-            .next()
-            .unwrap()
-            .moref
-            .value
-            .clone();
+        let vm = inv.first_id("VirtualMachine");
         let entities = [
             entity("virtualMachine", &vm),
             entity("virtualDiskId", &format!("{vm}:2000")),

@@ -446,13 +446,7 @@ mod tests {
     #[test]
     fn the_inventory_round_trips() {
         let mut inv = Inventory::build(&crate::InventoryShape::default());
-        let vm = inv
-            .of_type("VirtualMachine")
-            .next()
-            .unwrap()
-            .moref
-            .value
-            .clone();
+        let vm = inv.first_id("VirtualMachine");
         inv.get_mut(&vm)
             .unwrap()
             .set("name", Any::String("renamed <&>".into()));

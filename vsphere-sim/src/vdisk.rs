@@ -365,13 +365,7 @@ mod tests {
             "ManagedObjectNotFound"
         );
         // A VM's disk: its uuid is the backing's; locked while the VM runs or at all for delete.
-        let vm = inv
-            .of_type("VirtualMachine")
-            .next()
-            .unwrap()
-            .moref
-            .value
-            .clone();
+        let vm = inv.first_id("VirtualMachine");
         let disk = crate::vm::device_list(&inv, &vm)
             .unwrap()
             .into_iter()

@@ -1069,13 +1069,7 @@ mod tests {
 
     fn setup() -> (Inventory, String) {
         let inv = Inventory::build(&crate::InventoryShape::default());
-        let vm = inv
-            .of_type("VirtualMachine")
-            .next()
-            .unwrap()
-            .moref
-            .value
-            .clone();
+        let vm = inv.first_id("VirtualMachine");
         (inv, vm)
     }
 

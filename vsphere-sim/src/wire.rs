@@ -426,13 +426,7 @@ mod tests {
     fn written_straight_as_the_codec_writes_object_contents() {
         let mut inv = Inventory::build(&InventoryShape::default());
         // One powered-off VM: no guest identity, a different summary.
-        let vm = inv
-            .of_type("VirtualMachine")
-            .next()
-            .unwrap()
-            .moref
-            .value
-            .clone();
+        let vm = inv.first_id("VirtualMachine");
         crate::vm::power(&mut inv, &vm, crate::vm::PowerOp::Off).unwrap();
         let specs = specs();
         let items = plan(&inv, &specs).unwrap();

@@ -1,6 +1,11 @@
 //! Shared by the integration tests: a session-aware SOAP caller over reqwest, login, and a
 //! task waiter built on CreateFilter + WaitForUpdatesEx (as govmomi's task.Wait does).
 #![allow(dead_code, reason = "each test binary uses a part")]
+#![allow(
+    clippy::field_reassign_with_default,
+    clippy::assigning_clones,
+    reason = "generated data objects are built from Default, field by field"
+)]
 
 use std::sync::Mutex;
 
