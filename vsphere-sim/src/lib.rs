@@ -46,8 +46,10 @@
 //! - First Class Disks (`VcenterVStorageObjectManager`: create, list, retrieve, extend, delete,
 //!   associations, snapshots, metadata, rename, clone, relocate, tags from the REST tagging
 //!   store) and `AttachDisk_Task`/`DetachDisk_Task`, a disk attached to one VM at a time;
+//! - `VirtualDiskManager` (create, delete, extend, query the uuid of virtual disk files);
 //! - `/vslm/sdk` (its `ServiceInstance` and a `VslmVStorageObjectManager` over the same disks,
-//!   `VslmTask`s) and `/pbm/sdk` (default storage profiles, compatibility and matching hubs);
+//!   `VslmTask`s) and `/pbm/sdk` (default storage profiles, compatibility, matching hubs and
+//!   compliance);
 //! - `SearchIndex`: `FindByInventoryPath`, `FindChild`, `FindByUuid`;
 //! - faults as vCenter sends them (typed detail, `faultCause`);
 //! - fault injection: [`Simulator::set_latency`], [`Simulator::set_error_rate`],
@@ -58,7 +60,9 @@
 //! - the Automation REST API on `/api` and `/rest` (sessions, vcenter listing of VMs, hosts,
 //!   datastores, clusters and networks, tagging with associations; see the README).
 //!
-//! `--state-dir` ([`SimulatorBuilder::state_dir`]): the inventory survives a restart.
+//! `--state-dir` ([`SimulatorBuilder::state_dir`]): everything the simulated vCenter holds
+//! (inventory, tasks, First Class Disks with metadata and snapshots, tags, loose virtual disks,
+//! compliance results) survives a restart; sessions and views do not, as on vCenter.
 //!
 //! HTTPS with [`SimulatorBuilder::tls`]: a self-signed certificate generated at start, whose
 //! thumbprint [`Simulator::thumbprint`] gives for pinning.
@@ -132,8 +136,8 @@ pub use inventory::InventoryShape;
 /// ```
 pub const CAPABILITY: &str = "an in-process vCenter simulator (vim25 sessions, PropertyCollector \
      with WaitForUpdatesEx, container and list views, tasks, VM operations with guest identity, \
-     First Class Disks with snapshots, metadata and tags, /vslm/sdk and /pbm/sdk, SearchIndex, \
-     fault injection)";
+     First Class Disks with snapshots, metadata and tags, VirtualDiskManager, /vslm/sdk and \
+     /pbm/sdk with compliance, SearchIndex, fault injection, state kept across restarts)";
 
 /// Configures and starts a [`Simulator`].
 #[derive(Clone)]
