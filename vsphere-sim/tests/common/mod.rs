@@ -216,3 +216,28 @@ pub(crate) fn kv(k: &str, v: &str) -> KeyValue {
     x.value = v.into();
     x
 }
+
+/// Runs a Python script against `sim` (arguments: host, port, user, password) off the async
+/// runtime; its exit status and output.
+pub(crate) async fn run_python(
+    python: String,
+    script: &str,
+    sim: &Simulator,
+) -> std::process::Output {
+    let addr = sim.addr();
+    let args = [
+        script.to_owned(),
+        addr.ip().to_string(),
+        addr.port().to_string(),
+        sim.user().to_owned(),
+        sim.password().to_owned(),
+    ];
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .args(args)
+            .output()
+            .expect("run the Python script")
+    })
+    .await
+    .unwrap()
+}
