@@ -147,35 +147,49 @@ pub(crate) fn select(
     Ok(all)
 }
 
+/// What a filter spec asks of an object of one type: the union of the PropertySpecs for it.
+#[derive(Debug, Default)]
+pub(crate) struct Wanted<'a> {
+    /// `all`: every property the object has.
+    pub(crate) all: bool,
+    /// The paths (in first-asked order, without repeats), each with its segments.
+    pub(crate) paths: Vec<(&'a str, Vec<&'a str>)>,
+}
+
+/// The properties `spec` wants of an object of managed type `type_`; `None` when no
+/// PropertySpec applies to the type (the object is then not reported).
+pub(crate) fn wanted<'a>(type_: &str, spec: &'a PropertyFilterSpec) -> Option<Wanted<'a>> {
+    let mut w = Wanted::default();
+    let mut matched = false;
+    for ps in &spec.prop_set {
+        if !is_a(type_, &ps.type_) {
+            continue;
+        }
+        matched = true;
+        if ps.all.unwrap_or(false) {
+            w.all = true;
+        }
+        for p in &ps.path_set {
+            if !w.paths.iter().any(|(q, _)| q == p) {
+                w.paths.push((p, p.split('.').collect()));
+            }
+        }
+    }
+    matched.then_some(w)
+}
+
 /// The properties reported for `obj`: the union of the PropertySpecs for its type.
 fn properties(
     inv: &Inventory,
     obj: &MoObject,
     spec: &PropertyFilterSpec,
 ) -> Result<Option<ObjectContent>, CollectError> {
-    let mut wanted: Vec<&str> = Vec::new();
-    let mut all = false;
-    let mut matched = false;
-    for ps in &spec.prop_set {
-        if !is_a(&obj.moref.type_, &ps.type_) {
-            continue;
-        }
-        matched = true;
-        if ps.all.unwrap_or(false) {
-            all = true;
-        }
-        for p in &ps.path_set {
-            if !wanted.contains(&p.as_str()) {
-                wanted.push(p);
-            }
-        }
-    }
-    if !matched {
+    let Some(wanted) = wanted(&obj.moref.type_, spec) else {
         return Ok(None);
-    }
+    };
     let mut content = ObjectContent::default();
     content.obj = obj.moref.clone();
-    if all {
+    if wanted.all {
         for (name, _) in &obj.props {
             if let Some(v) = inv.value(obj, name) {
                 content.prop_set.push(prop(name, v.into_owned()));
@@ -188,8 +202,7 @@ fn properties(
         }
         return Ok(Some(content));
     }
-    for p in wanted {
-        let segments: Vec<&str> = p.split('.').collect();
+    for (p, segments) in wanted.paths {
         let Some(top) = inv.value(obj, segments[0]) else {
             // Not stored: the simulator leaves it unset, as vCenter does for unset properties.
             continue;

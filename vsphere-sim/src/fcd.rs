@@ -12,7 +12,7 @@ use vsphere_client::types::{
     VStorageObjectAssociationsVmDiskAssociations, VStorageObjectConfigInfo,
     VStorageObjectSnapshotDetails, VStorageObjectSnapshotInfo,
     VStorageObjectSnapshotInfoVStorageObjectSnapshot, VirtualMachineConfigInfo, VslmCloneSpec,
-    VslmCreateSpec, VslmMigrateSpec, VslmRelocateSpec,
+    VslmCreateSpec, VslmMigrateSpec, VslmRelocateSpec, VslmTagEntry,
 };
 
 use crate::fault::{Fault, invalid_argument, with_cause};
@@ -58,7 +58,7 @@ fn not_found(id: &str) -> Fault {
     )
 }
 
-fn no_space(inv: &Inventory, ds: &ManagedObjectReference) -> Fault {
+pub(crate) fn no_space(inv: &Inventory, ds: &ManagedObjectReference) -> Fault {
     let name = inv.name_of(&ds.value).unwrap_or_default().to_owned();
     let mut f = NoDiskSpace::default();
     f.datastore.clone_from(&name);
@@ -606,6 +606,47 @@ pub(crate) fn relocate(
     }
     let f = lookup(inv, disk, None)?;
     Ok(Some(Any::Data(Box::new(object(inv, f)))))
+}
+
+/// The tag methods of First Class Disks, which vim25 (`AttachTagToVStorageObject`,
+/// `DetachTagFromVStorageObject`, `ListTagsAttachedToVStorageObject`) and `/vslm/sdk` (the same
+/// names with `Vslm` in front) serve alike: tags are named by category and tag name in the
+/// REST tagging store.
+pub(crate) fn tag_call(
+    st: &mut crate::server::SimState,
+    req: &mut vsphere_client::codec::Request,
+) -> crate::server::Reply {
+    use crate::fault::bad_request;
+    use vsphere_client::codec::encode_response;
+    let op = req
+        .method
+        .name
+        .strip_prefix("Vslm")
+        .unwrap_or(req.method.name);
+    let disk: ID = req.one("id").map_err(bad_request)?;
+    get(&st.inv, &disk.id, None)?;
+    if op == "ListTagsAttachedToVStorageObject" {
+        let entries: Vec<VslmTagEntry> = st
+            .rest
+            .fcd_tags(&disk.id)
+            .into_iter()
+            .map(|(c, t)| {
+                let mut e = VslmTagEntry::default();
+                e.parent_category_name = c;
+                e.tag_name = t;
+                e
+            })
+            .collect();
+        return crate::server::ok(encode_response(req.method, &[&entries.as_slice()]));
+    }
+    let category: String = req.one("category").map_err(bad_request)?;
+    let tag: String = req.one("tag").map_err(bad_request)?;
+    if op == "AttachTagToVStorageObject" {
+        st.rest.attach_fcd_tag(&disk.id, &category, &tag)?;
+    } else {
+        st.rest.detach_fcd_tag(&disk.id, &category, &tag)?;
+    }
+    crate::server::ok(encode_response(req.method, &[]))
 }
 
 #[cfg(test)]

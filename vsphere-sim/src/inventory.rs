@@ -105,6 +105,11 @@ pub(crate) struct Inventory {
     next_id: u64,
     /// First Class Disks, by id (their attachments live in the VMs' devices).
     pub(crate) fcds: std::collections::BTreeMap<String, crate::fcd::Fcd>,
+    /// Loose virtual disk files (`VirtualDiskManager`), by datastore path.
+    pub(crate) disk_files: std::collections::BTreeMap<String, crate::vdisk::DiskFile>,
+    /// The last storage policy compliance check of each entity (`objectType:key`).
+    pub(crate) compliance:
+        std::collections::BTreeMap<String, vsphere_client::types::PbmComplianceResult>,
 }
 
 /// The references the service content hands out.
@@ -186,6 +191,8 @@ impl Inventory {
                 .collect(),
             next_id,
             fcds,
+            disk_files: std::collections::BTreeMap::new(),
+            compliance: std::collections::BTreeMap::new(),
         }
     }
 
@@ -260,22 +267,36 @@ impl Inventory {
         }
     }
 
-    /// Appends a reference to an object's reference-array property.
+    /// Appends a reference to an object's reference-array property (in place: building a
+    /// large inventory stays linear).
     pub(crate) fn push_ref(&mut self, id: &str, prop: &'static str, r: ManagedObjectReference) {
-        let mut v = self.refs_of(id, prop);
-        v.push(r);
-        if let Some(o) = self.objects.get_mut(id) {
-            o.set(prop, refs(&v));
+        let Some(o) = self.objects.get_mut(id) else {
+            return;
+        };
+        match o.props.iter_mut().find(|(n, _)| *n == prop) {
+            Some((_, Any::Array(AnyArray::MoRef(v)))) => v.push(r),
+            Some((_, Any::MoRef(one))) => {
+                let first = one.clone();
+                o.set(prop, Any::Array(AnyArray::MoRef(vec![first, r])));
+            }
+            _ => o.set(prop, Any::Array(AnyArray::MoRef(vec![r]))),
         }
     }
 
     /// Removes a reference (by id) from an object's reference-array property.
     pub(crate) fn remove_ref(&mut self, id: &str, prop: &'static str, target: &str) {
-        let mut v = self.refs_of(id, prop);
-        v.retain(|r| r.value != target);
-        if let Some(o) = self.objects.get_mut(id) {
-            o.set(prop, refs(&v));
-        }
+        let Some(o) = self.objects.get_mut(id) else {
+            return;
+        };
+        let kept = match o.props.iter_mut().find(|(n, _)| *n == prop) {
+            Some((_, Any::Array(AnyArray::MoRef(v)))) => {
+                v.retain(|r| r.value != target);
+                return;
+            }
+            Some((_, Any::MoRef(one))) if one.value != target => vec![one.clone()],
+            _ => Vec::new(),
+        };
+        o.set(prop, Any::Array(AnyArray::MoRef(kept)));
     }
 
     /// The object with id `id`, for writing.
@@ -310,6 +331,15 @@ impl Inventory {
         self.objects
             .values()
             .filter(move |o| o.moref.type_ == type_)
+    }
+
+    /// The id of some object of a managed type (for tests).
+    #[cfg(test)]
+    pub(crate) fn first_id(&self, type_: &str) -> String {
+        let Some(o) = self.of_type(type_).next() else {
+            panic!("no {type_}")
+        };
+        o.moref.value.clone()
     }
 
     /// An object's `name` property.
@@ -379,6 +409,16 @@ impl Inventory {
         let root = moref("Folder", ROOT_FOLDER);
         for d in 0..shape.datacenters {
             inv.build_datacenter(shape, &root, d);
+        }
+        // Property lists and reference arrays grew by doubling while the inventory was built:
+        // give back the spare room (a few hundred bytes per VM).
+        for o in inv.objects.values_mut() {
+            o.props.shrink_to_fit();
+            for (_, v) in &mut o.props {
+                if let Any::Array(AnyArray::MoRef(refs)) = v {
+                    refs.shrink_to_fit();
+                }
+            }
         }
         inv
     }
@@ -605,7 +645,12 @@ pub(crate) fn uuid_for(id: &str) -> String {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    let hex = format!("{h:016x}{:016x}", h.rotate_left(29) ^ 0x5349_4d00);
+    uuid_shape(h, h.rotate_left(29) ^ 0x5349_4d00)
+}
+
+/// 128 bits written as a UUID is (`8-4-4-4-12` hex digits).
+pub(crate) fn uuid_shape(a: u64, b: u64) -> String {
+    let hex = format!("{a:016x}{b:016x}");
     format!(
         "{}-{}-{}-{}-{}",
         &hex[0..8],
@@ -614,6 +659,14 @@ pub(crate) fn uuid_for(id: &str) -> String {
         &hex[16..20],
         &hex[20..32]
     )
+}
+
+/// 128 random bits (from the standard library's randomly keyed hasher), for session keys and
+/// ids that must not repeat across runs.
+pub(crate) fn random_bits(seed: impl std::hash::Hash) -> (u64, u64) {
+    use std::hash::{BuildHasher, RandomState};
+    let a = RandomState::new().hash_one(seed);
+    (a, RandomState::new().hash_one(a))
 }
 
 /// What `ServiceContent.about` and each host's product say.

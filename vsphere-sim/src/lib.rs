@@ -34,8 +34,8 @@
 //!   inventory), `CreateListView`, `CreateListViewFromView`, `ModifyListView`,
 //!   `ResetListView` and `DestroyView`;
 //! - tasks whose `info` moves queued -> running (with progress) -> success or error, one
-//!   [`SimulatorBuilder::task_step`] per stage, listed in `TaskManager.recentTask` and the
-//!   entity's `recentTask`;
+//!   [`SimulatorBuilder::task_step`] per stage (none by default, as vcsim), listed in
+//!   `TaskManager.recentTask` and the entity's `recentTask`;
 //! - VM operations: power on/off/reset/suspend, `ReconfigVM_Task` (disks and NICs with
 //!   vCenter's keys and unit numbers, `extraConfig`), `CloneVM_Task` (from templates too),
 //!   `CreateVM_Task`, `Destroy_Task`, `MarkAsTemplate`/`MarkAsVirtualMachine`,
@@ -46,8 +46,10 @@
 //! - First Class Disks (`VcenterVStorageObjectManager`: create, list, retrieve, extend, delete,
 //!   associations, snapshots, metadata, rename, clone, relocate, tags from the REST tagging
 //!   store) and `AttachDisk_Task`/`DetachDisk_Task`, a disk attached to one VM at a time;
+//! - `VirtualDiskManager` (create, delete, extend, query the uuid of virtual disk files);
 //! - `/vslm/sdk` (its `ServiceInstance` and a `VslmVStorageObjectManager` over the same disks,
-//!   `VslmTask`s) and `/pbm/sdk` (default storage profiles, compatibility and matching hubs);
+//!   `VslmTask`s) and `/pbm/sdk` (default storage profiles, compatibility, matching hubs and
+//!   compliance);
 //! - `SearchIndex`: `FindByInventoryPath`, `FindChild`, `FindByUuid`;
 //! - faults as vCenter sends them (typed detail, `faultCause`);
 //! - fault injection: [`Simulator::set_latency`], [`Simulator::set_error_rate`],
@@ -58,7 +60,9 @@
 //! - the Automation REST API on `/api` and `/rest` (sessions, vcenter listing of VMs, hosts,
 //!   datastores, clusters and networks, tagging with associations; see the README).
 //!
-//! `--state-dir` ([`SimulatorBuilder::state_dir`]): the inventory survives a restart.
+//! `--state-dir` ([`SimulatorBuilder::state_dir`]): everything the simulated vCenter holds
+//! (inventory, tasks, First Class Disks with metadata and snapshots, tags, loose virtual disks,
+//! compliance results) survives a restart; sessions and views do not, as on vCenter.
 //!
 //! HTTPS with [`SimulatorBuilder::tls`]: a self-signed certificate generated at start, whose
 //! thumbprint [`Simulator::thumbprint`] gives for pinning.
@@ -112,8 +116,10 @@ mod state;
 mod task;
 mod tls;
 mod updates;
+mod vdisk;
 mod vm;
 mod vslm;
+mod wire;
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -130,8 +136,8 @@ pub use inventory::InventoryShape;
 /// ```
 pub const CAPABILITY: &str = "an in-process vCenter simulator (vim25 sessions, PropertyCollector \
      with WaitForUpdatesEx, container and list views, tasks, VM operations with guest identity, \
-     First Class Disks with snapshots, metadata and tags, /vslm/sdk and /pbm/sdk, SearchIndex, \
-     fault injection)";
+     First Class Disks with snapshots, metadata and tags, VirtualDiskManager, /vslm/sdk and \
+     /pbm/sdk with compliance, SearchIndex, fault injection, state kept across restarts)";
 
 /// Configures and starts a [`Simulator`].
 #[derive(Clone)]
@@ -169,7 +175,7 @@ impl Default for SimulatorBuilder {
             password: "pass".to_owned(),
             shape: InventoryShape::default(),
             idle_timeout: Duration::from_secs(30 * 60),
-            task_step: Duration::from_millis(10),
+            task_step: Duration::ZERO,
             tls: false,
             state_dir: None,
         }
@@ -207,9 +213,10 @@ impl SimulatorBuilder {
         self
     }
 
-    /// How long a task stays queued, and then running, before its outcome is decided (default
-    /// 10 ms each): long enough for collectors to see `queued`, `running` with progress, then
-    /// `success` or `error`.
+    /// How long a task stays queued, and then running, before its outcome is decided. The
+    /// default is no delay, as vcsim's: a task still passes through `queued` and `running`
+    /// (each a change collectors are told of), but usually ends before a client looks. Set a
+    /// step (a few milliseconds) where a test must see every state, or to simulate slow tasks.
     pub fn task_step(mut self, step: Duration) -> Self {
         self.task_step = step;
         self
@@ -223,9 +230,12 @@ impl SimulatorBuilder {
         self
     }
 
-    /// Keep the inventory in `dir` (`dir/inventory.xml`): loaded at start when present (the
-    /// shape is then ignored), saved half a second after changes and at [`Simulator::stop`] (or
-    /// with [`Simulator::save_state`]). Sessions, views and filters are not kept.
+    /// Keep the simulator's state in `dir` (`dir/inventory.xml`): the inventory (tasks
+    /// included), First Class Disks with their metadata and snapshots, and the tagging store.
+    /// Loaded at start when present (the shape is then ignored), saved half a second after
+    /// changes and at [`Simulator::stop`] (or with [`Simulator::save_state`]), through a
+    /// temporary file renamed over the old one. Sessions, views, filters and paged results
+    /// belong to clients and are not kept, as a vCenter restart loses them too.
     pub fn state_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
         self.state_dir = Some(dir.into());
         self
@@ -238,9 +248,9 @@ impl SimulatorBuilder {
             Some(dir) => state::load(dir)?,
             None => None,
         };
-        let inv = match saved {
-            Some(inv) => inv,
-            None => inventory::Inventory::build(&self.shape),
+        let (inv, tags) = match saved {
+            Some(saved) => (saved.inv, saved.tags),
+            None => (inventory::Inventory::build(&self.shape), None),
         };
         let config = server::Config {
             user: self.user.clone(),
@@ -248,7 +258,21 @@ impl SimulatorBuilder {
             idle_timeout: self.idle_timeout,
             task_step: self.task_step,
         };
-        let state = Arc::new(Mutex::new(server::SimState::new(inv, config)));
+        let mut sim_state = server::SimState::new(inv, config);
+        if let Some(json) = tags {
+            sim_state
+                .rest
+                .restore_tags(&json)
+                .map_err(|problem| Error::State {
+                    path: self
+                        .state_dir
+                        .as_deref()
+                        .map(state::file)
+                        .unwrap_or_default(),
+                    problem,
+                })?;
+        }
+        let state = Arc::new(Mutex::new(sim_state));
         let listener = tokio::net::TcpListener::bind(self.listen)
             .await
             .map_err(|source| Error::Bind {
@@ -296,7 +320,10 @@ impl SimulatorBuilder {
                     // Changes come in bursts (a task's three steps): save once after them.
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     rx.borrow_and_update();
-                    let xml = state::encode(&st.lock().unwrap_or_else(PoisonError::into_inner).inv);
+                    let xml = st
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .encode_state();
                     let dir = dir.clone();
                     // A failed background save is retried at the next change, and reported by
                     // the save at `stop` / `save_state`.
@@ -498,18 +525,17 @@ impl Simulator {
             .len()
     }
 
-    /// Saves the inventory to the state directory now; `Ok(false)` without one.
+    /// Saves the state (see [`SimulatorBuilder::state_dir`]) now; `Ok(false)` without a state
+    /// directory.
     pub fn save_state(&self) -> Result<bool, Error> {
         let Some(dir) = &self.state_dir else {
             return Ok(false);
         };
-        let xml = state::encode(
-            &self
-                .state
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .inv,
-        );
+        let xml = self
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .encode_state();
         state::save(dir, &xml)?;
         Ok(true)
     }

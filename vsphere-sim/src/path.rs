@@ -75,7 +75,7 @@ impl Visitor for Descend<'_> {
     }
 }
 
-fn walk_slot(slot: &FieldRef<'_>, v: &mut dyn Visitor) {
+pub(crate) fn walk_slot(slot: &FieldRef<'_>, v: &mut dyn Visitor) {
     match slot {
         FieldRef::One(s) => s.walk(v),
         FieldRef::Opt(s) => s.walk(v),

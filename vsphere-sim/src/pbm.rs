@@ -16,9 +16,9 @@ use vsphere_client::types::{
     DatastoreSummary, InvalidArgument, PbmAboutInfo, PbmCapabilityConstraintInstance,
     PbmCapabilityConstraints, PbmCapabilityInstance, PbmCapabilityMetadataUniqueId,
     PbmCapabilityProfile, PbmCapabilityPropertyInstance, PbmCapabilitySubProfile,
-    PbmCapabilitySubProfileConstraints, PbmCompatibilityCheckFault,
-    PbmPlacementCompatibilityResult, PbmPlacementHub, PbmProfile, PbmProfileId,
-    PbmProfileResourceType, PbmServiceInstanceContent,
+    PbmCapabilitySubProfileConstraints, PbmCompatibilityCheckFault, PbmCompliancePolicyStatus,
+    PbmComplianceResult, PbmPlacementCompatibilityResult, PbmPlacementHub, PbmProfile,
+    PbmProfileId, PbmProfileResourceType, PbmServerObjectRef, PbmServiceInstanceContent,
 };
 
 use crate::fault::{Fault, bad_request, invalid_argument, not_implemented};
@@ -224,6 +224,138 @@ pub(crate) fn check_compatibility(
 }
 
 /// The pbm methods that need a session.
+/// The datastores an entity's storage is on: a VM's (`virtualMachine`, key `vm-42`; its
+/// disks' datastores too), one virtual disk of a VM (`virtualDiskId`, key `vm-42:2000`), or a
+/// First Class Disk (`virtualDiskUUID`, key the disk's id). `Ok(None)` when the object does
+/// not exist; an error for an object type compliance does not apply to.
+fn entity_datastores(
+    inv: &Inventory,
+    e: &PbmServerObjectRef,
+) -> Result<Option<Vec<ManagedObjectReference>>, Fault> {
+    let vm_exists = |id: &str| {
+        inv.resolve(&ManagedObjectReference::new("VirtualMachine", id))
+            .is_some()
+    };
+    let disk_datastores = |vm: &str, key: Option<i32>| -> Vec<ManagedObjectReference> {
+        crate::vm::device_list(inv, vm)
+            .unwrap_or_default()
+            .iter()
+            .filter(|d| crate::devices::class(d) == crate::devices::Class::Disk)
+            .filter(|d| key.is_none_or(|k| d.key == k))
+            .filter_map(|d| crate::vm::disk_file(d).1)
+            .collect()
+    };
+    Ok(match e.object_type.as_str() {
+        "virtualMachine" | "virtualMachineAndDisks" => {
+            if !vm_exists(&e.key) {
+                return Ok(None);
+            }
+            let mut all = inv.refs_of(&e.key, "datastore");
+            for ds in disk_datastores(&e.key, None) {
+                if !all.contains(&ds) {
+                    all.push(ds);
+                }
+            }
+            Some(all)
+        }
+        "virtualDiskId" => {
+            let Some((vm, key)) = e.key.split_once(':') else {
+                return Err(invalid_argument(
+                    format!("a virtualDiskId key is VM:DEVICEKEY, not {:?}", e.key),
+                    Some("entities"),
+                ));
+            };
+            let key: i32 = key.parse().map_err(|_| {
+                invalid_argument(format!("{key:?} is not a device key"), Some("entities"))
+            })?;
+            let found = disk_datastores(vm, Some(key));
+            (vm_exists(vm) && !found.is_empty()).then_some(found)
+        }
+        "virtualDiskUUID" => inv.fcds.get(&e.key).map(|f| vec![f.datastore.clone()]),
+        other => {
+            return Err(invalid_argument(
+                format!("compliance does not apply to objects of type {other:?}"),
+                Some("entities"),
+            ));
+        }
+    })
+}
+
+/// `PbmCheckCompliance`: each entity against `profile` (its storage must be on datastores
+/// that satisfy the profile); without a profile, an entity has no storage policy associated
+/// (the simulator associates none), so the answer is `notApplicable`. The results are kept
+/// for `PbmFetchComplianceResult`.
+pub(crate) fn check_compliance(
+    inv: &mut Inventory,
+    entities: &[PbmServerObjectRef],
+    profile: Option<&str>,
+) -> Result<Vec<PbmComplianceResult>, Fault> {
+    if entities.is_empty() {
+        return Err(invalid_argument("no entities", Some("entities")));
+    }
+    let profile = profile.map(find).transpose()?;
+    let now = crate::server::now();
+    let mut out = Vec::new();
+    for e in entities {
+        let mut r = PbmComplianceResult::default();
+        r.check_time = now;
+        r.entity = Some(Obj::new(e.clone()));
+        r.profile = profile.map(|p| Obj::new(profile_id(p.id)));
+        r.compliance_task_status = Some("success".to_owned());
+        match (entity_datastores(inv, e)?, profile) {
+            (None, _) => {
+                r.compliance_status = "unknown".to_owned();
+                r.error_cause = vec![
+                    Fault::new(
+                        format!("The object {}:{} does not exist.", e.object_type, e.key),
+                        vsphere_client::types::NotFound::default(),
+                    )
+                    .localized(),
+                ];
+            }
+            (Some(_), None) => r.compliance_status = "notApplicable".to_owned(),
+            (Some(datastores), Some(p)) => {
+                if datastores.iter().all(|ds| satisfies(inv, ds, p)) {
+                    r.compliance_status = "compliant".to_owned();
+                } else {
+                    r.compliance_status = "nonCompliant".to_owned();
+                    let mut violated = PbmCompliancePolicyStatus::default();
+                    violated.expected_value = content(p)
+                        .constraints
+                        .as_ref()
+                        .and_then(|c| c.downcast_ref::<PbmCapabilitySubProfileConstraints>())
+                        .and_then(|c| c.sub_profiles.first())
+                        .and_then(|s| s.capability.first())
+                        .map(|c| Obj::new(c.clone()));
+                    r.violated_policies = vec![violated];
+                }
+            }
+        }
+        inv.compliance.insert(compliance_key(e), r.clone());
+        out.push(r);
+    }
+    Ok(out)
+}
+
+fn compliance_key(e: &PbmServerObjectRef) -> String {
+    format!("{}:{}", e.object_type, e.key)
+}
+
+/// `PbmFetchComplianceResult`: the last check's result of each entity that has one (for
+/// `profile` only, when given).
+pub(crate) fn fetch_compliance(
+    inv: &Inventory,
+    entities: &[PbmServerObjectRef],
+    profile: Option<&str>,
+) -> Vec<PbmComplianceResult> {
+    entities
+        .iter()
+        .filter_map(|e| inv.compliance.get(&compliance_key(e)))
+        .filter(|r| profile.is_none_or(|p| r.profile.as_ref().is_some_and(|id| id.unique_id == p)))
+        .cloned()
+        .collect()
+}
+
 pub(crate) fn dispatch(st: &mut SimState, mut req: Request) -> Reply {
     let name = req.method.name;
     match name {
@@ -271,6 +403,17 @@ pub(crate) fn dispatch(st: &mut SimState, mut req: Request) -> Reply {
                     .collect();
             ok(encode_response(req.method, &[&matching.as_slice()]))
         }
+        "PbmCheckCompliance" | "PbmFetchComplianceResult" => {
+            let entities: Vec<PbmServerObjectRef> = param!(req, many, "entities");
+            let profile: Option<PbmProfileId> = param!(req, opt, "profile");
+            let profile = profile.as_ref().map(|p| p.unique_id.as_str());
+            let results = if name == "PbmCheckCompliance" {
+                check_compliance(&mut st.inv, &entities, profile)?
+            } else {
+                fetch_compliance(&st.inv, &entities, profile)
+            };
+            ok(encode_response(req.method, &[&results.as_slice()]))
+        }
         _ => Err(not_implemented(name)),
     }
 }
@@ -301,6 +444,68 @@ mod tests {
                 .unwrap_err()
                 .type_name(),
             "PbmNonExistentHubs"
+        );
+    }
+
+    fn entity(object_type: &str, key: &str) -> PbmServerObjectRef {
+        let mut e = PbmServerObjectRef::default();
+        e.object_type = object_type.into();
+        e.key = key.into();
+        e
+    }
+
+    #[test]
+    fn compliance_follows_the_datastores_and_is_kept_for_fetch() {
+        let mut inv = Inventory::build(&crate::InventoryShape::default());
+        let vm = inv.first_id("VirtualMachine");
+        let entities = [
+            entity("virtualMachine", &vm),
+            entity("virtualDiskId", &format!("{vm}:2000")),
+            entity("virtualMachine", "vm-404"),
+        ];
+        let status = |r: &[PbmComplianceResult]| {
+            r.iter()
+                .map(|r| r.compliance_status.clone())
+                .collect::<Vec<_>>()
+        };
+        let fits = check_compliance(&mut inv, &entities, Some(PROFILES[2].id)).unwrap();
+        assert_eq!(status(&fits), ["compliant", "compliant", "unknown"]);
+        assert_eq!(
+            fits[2].error_cause[0].fault.as_ref().unwrap().type_name(),
+            "NotFound"
+        );
+        let vsan = check_compliance(&mut inv, &entities[..2], Some(PROFILES[0].id)).unwrap();
+        assert_eq!(status(&vsan), ["nonCompliant", "nonCompliant"]);
+        assert_eq!(vsan[0].violated_policies.len(), 1);
+        assert!(vsan[0].violated_policies[0].expected_value.is_some());
+        let none = check_compliance(&mut inv, &entities[..1], None).unwrap();
+        assert_eq!(status(&none), ["notApplicable"]);
+        // Fetch gives the last check of each entity (the missing VM's too).
+        let fetched = fetch_compliance(&inv, &entities, None);
+        assert_eq!(
+            status(&fetched),
+            ["notApplicable", "nonCompliant", "unknown"]
+        );
+        let for_vsan = fetch_compliance(&inv, &entities, Some(PROFILES[0].id));
+        assert_eq!(status(&for_vsan), ["nonCompliant"]);
+        assert!(fetch_compliance(&inv, &[entity("virtualDiskUUID", "nope")], None).is_empty());
+        // Typed faults for what compliance does not apply to.
+        for bad in [
+            entity("hostSystem", "host-1"),
+            entity("virtualDiskId", "vm-1"),
+        ] {
+            assert_eq!(
+                check_compliance(&mut inv, &[bad], None)
+                    .unwrap_err()
+                    .type_name(),
+                "InvalidArgument"
+            );
+        }
+        assert_eq!(
+            check_compliance(&mut inv, &entities, Some("nope"))
+                .unwrap_err()
+                .type_name(),
+            "InvalidArgument"
         );
     }
 

@@ -2,7 +2,6 @@
 //! own codec (`decode_request`, `encode_response`, `encode_fault`).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -14,13 +13,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use vsphere_client::codec::{
     Any, AnyArray, DateTime, Decoder, FieldInfo, FieldKind, ManagedObjectReference, MethodInfo,
-    Obj, Request, Service, Since, Value, decode_request, encode_response,
+    Obj, Poly, Request, Service, Since, Value, decode_request, encode_response,
 };
 use vsphere_client::types::{
-    ID, InvalidLogin, InvalidProperty, KeyValue, MethodNotFound, NotAuthenticated, ObjectContent,
-    PropertyFilterSpec, RequestCanceled, RetrieveOptions, RetrieveResult, RetrieveVStorageObjSpec,
-    ServiceContent, UpdateSet, UserSession, VirtualMachineCloneSpec, VirtualMachineConfigSpec,
-    VslmCloneSpec, VslmCreateSpec, VslmRelocateSpec, VslmTagEntry, WaitOptions,
+    ID, InvalidLogin, InvalidProperty, KeyValue, MethodNotFound, NotAuthenticated,
+    PropertyFilterSpec, RequestCanceled, RetrieveOptions, RetrieveVStorageObjSpec, ServiceContent,
+    UpdateSet, UserSession, VirtualDiskSpec, VirtualMachineCloneSpec, VirtualMachineConfigSpec,
+    VslmCloneSpec, VslmCreateSpec, VslmRelocateSpec, WaitOptions,
 };
 
 use crate::collector::{self, CollectError};
@@ -29,7 +28,7 @@ use crate::inventory::{Inventory, MoObject, ROOT_FOLDER, about};
 use crate::task::{self, Job, TASK_MANAGER};
 use crate::updates::Filter;
 use crate::vm::{self, PowerOp};
-use crate::{fcd, inject, search};
+use crate::{fcd, inject, search, wire};
 
 /// The session cookie vCenter sets.
 pub(crate) const COOKIE: &str = "vmware_soap_session";
@@ -41,6 +40,7 @@ const VIEW_MANAGER: &str = "ViewManager";
 const SESSION_MANAGER: &str = "SessionManager";
 const SEARCH_INDEX: &str = "SearchIndex";
 const VSTORAGE_OBJECT_MANAGER: &str = "VStorageObjectManager";
+const VIRTUAL_DISK_MANAGER: &str = "VirtualDiskManager";
 
 /// Credentials and session policy.
 #[derive(Clone)]
@@ -67,7 +67,14 @@ struct Session {
     user: String,
     last_active: Instant,
     /// Paged results of RetrievePropertiesEx, by token.
-    pages: HashMap<String, Vec<ObjectContent>>,
+    pages: HashMap<String, Pending>,
+}
+
+/// The objects of a RetrievePropertiesEx that later pages report (written when their page is
+/// asked for, from the objects as they are then; deleted ones drop out).
+struct Pending {
+    specs: Vec<PropertyFilterSpec>,
+    items: Vec<(usize, ManagedObjectReference)>,
 }
 
 /// A property collector's wait state (the default collector has one per session).
@@ -110,6 +117,7 @@ impl SimState {
             ("TaskManager", TASK_MANAGER),
             ("SearchIndex", SEARCH_INDEX),
             ("VcenterVStorageObjectManager", VSTORAGE_OBJECT_MANAGER),
+            ("VirtualDiskManager", VIRTUAL_DISK_MANAGER),
         ] {
             inv.insert(MoObject {
                 moref: ManagedObjectReference::new(t, id),
@@ -187,6 +195,11 @@ impl SimState {
         }
     }
 
+    /// Everything `--state-dir` keeps, as the state file's XML.
+    pub(crate) fn encode_state(&self) -> String {
+        crate::state::encode(&self.inv, &self.rest.tags_json())
+    }
+
     /// A receiver that sees every change.
     pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changes.subscribe()
@@ -236,13 +249,18 @@ pub(crate) fn xml(status: StatusCode, body: String) -> Response {
 }
 
 fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, COOKIE)
+}
+
+/// The value of cookie `name` among the request's cookies (unquoted).
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.trim_matches('"').to_owned())
 }
 
@@ -260,17 +278,8 @@ fn vc_session_cookie(body: &str) -> Option<String> {
 }
 
 fn new_session_key() -> String {
-    let a = RandomState::new().hash_one(SystemTime::now());
-    let b = RandomState::new().hash_one(a);
-    let hex = format!("{a:016x}{b:016x}");
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    let (a, b) = crate::inventory::random_bits(SystemTime::now());
+    crate::inventory::uuid_shape(a, b)
 }
 
 pub(crate) fn now() -> DateTime {
@@ -325,6 +334,7 @@ fn read_only(method: &str) -> bool {
             | "FindByInventoryPath"
             | "FindByUuid"
             | "FindChild"
+            | "QueryVirtualDiskUuid"
     )
 }
 
@@ -726,16 +736,17 @@ fn dispatch(st: &mut SimState, mut req: Request, cookie: Option<&str>) -> Reply 
         "CurrentTime" => ok(encode_response(req.method, &[&&now()])),
         "RetrieveProperties" => {
             let specs: Vec<PropertyFilterSpec> = param!(req, many, "specSet");
-            let objs = collector::retrieve(&st.inv, &specs)?;
-            ok(encode_response(req.method, &[&objs.as_slice()]))
+            let items = wire::plan(&st.inv, &specs)?;
+            ok(wire::retrieve_properties(
+                req.method, &st.inv, &specs, &items,
+            )?)
         }
         "RetrievePropertiesEx" => {
             let specs: Vec<PropertyFilterSpec> = param!(req, many, "specSet");
             let options: RetrieveOptions = param!(req, one, "options");
-            let objs = collector::retrieve(&st.inv, &specs)?;
+            let items = wire::plan(&st.inv, &specs)?;
             let max = options.max_objects.filter(|m| *m > 0).map(|m| m as usize);
-            let result = page(st, &key, objs, max);
-            ok(encode_response(req.method, &[&result.as_ref()]))
+            page(st, &key, req.method, specs, items, max)
         }
         "ContinueRetrievePropertiesEx" => {
             let token: String = param!(req, one, "token");
@@ -747,9 +758,8 @@ fn dispatch(st: &mut SimState, mut req: Request, cookie: Option<&str>) -> Reply 
                 return Err(invalid_token(&token));
             };
             // Later pages keep the page size the first call chose.
-            let size = rest.len().min(page_size_of(&token));
-            let result = page(st, &key, rest, Some(size)).unwrap_or_default();
-            ok(encode_response(req.method, &[&&result]))
+            let size = rest.items.len().min(page_size_of(&token));
+            page(st, &key, req.method, rest.specs, rest.items, Some(size))
         }
         "CancelRetrievePropertiesEx" => {
             let token: String = param!(req, one, "token");
@@ -761,6 +771,36 @@ fn dispatch(st: &mut SimState, mut req: Request, cookie: Option<&str>) -> Reply 
                 return Err(invalid_token(&token));
             }
             ok(encode_response(req.method, &[]))
+        }
+        "CreateVirtualDisk_Task" => {
+            let name: String = param!(req, one, "name");
+            let dc: Option<ManagedObjectReference> = param!(req, opt, "datacenter");
+            let spec: Poly<VirtualDiskSpec> = param!(req, one, "spec");
+            start_task(st, &key, &req, None, move |st| {
+                crate::vdisk::create(&mut st.inv, &name, dc.as_ref(), &spec)
+            })
+        }
+        "DeleteVirtualDisk_Task" => {
+            let name: String = param!(req, one, "name");
+            let dc: Option<ManagedObjectReference> = param!(req, opt, "datacenter");
+            start_task(st, &key, &req, None, move |st| {
+                crate::vdisk::delete(&mut st.inv, &name, dc.as_ref())
+            })
+        }
+        "ExtendVirtualDisk_Task" => {
+            let name: String = param!(req, one, "name");
+            let dc: Option<ManagedObjectReference> = param!(req, opt, "datacenter");
+            let new_kb: i64 = param!(req, one, "newCapacityKb");
+            let _eager_zero: Option<bool> = param!(req, opt, "eagerZero");
+            start_task(st, &key, &req, None, move |st| {
+                crate::vdisk::extend(&mut st.inv, &name, dc.as_ref(), new_kb)
+            })
+        }
+        "QueryVirtualDiskUuid" => {
+            let name: String = param!(req, one, "name");
+            let dc: Option<ManagedObjectReference> = param!(req, opt, "datacenter");
+            let uuid = crate::vdisk::query_uuid(&st.inv, &name, dc.as_ref())?;
+            ok(encode_response(req.method, &[&&uuid]))
         }
         "CreateContainerView" => {
             let container: ManagedObjectReference = param!(req, one, "container");
@@ -1025,34 +1065,9 @@ fn dispatch(st: &mut SimState, mut req: Request, cookie: Option<&str>) -> Reply 
                 fcd::relocate(&mut st.inv, &disk.id, Some(&ds), &spec)
             })
         }
-        "AttachTagToVStorageObject" | "DetachTagFromVStorageObject" => {
-            let disk: ID = param!(req, one, "id");
-            let category: String = param!(req, one, "category");
-            let tag: String = param!(req, one, "tag");
-            fcd::get(&st.inv, &disk.id, None)?;
-            if name == "AttachTagToVStorageObject" {
-                st.rest.attach_fcd_tag(&disk.id, &category, &tag)?;
-            } else {
-                st.rest.detach_fcd_tag(&disk.id, &category, &tag)?;
-            }
-            ok(encode_response(req.method, &[]))
-        }
-        "ListTagsAttachedToVStorageObject" => {
-            let disk: ID = param!(req, one, "id");
-            fcd::get(&st.inv, &disk.id, None)?;
-            let entries: Vec<VslmTagEntry> = st
-                .rest
-                .fcd_tags(&disk.id)
-                .into_iter()
-                .map(|(c, t)| {
-                    let mut e = VslmTagEntry::default();
-                    e.parent_category_name = c;
-                    e.tag_name = t;
-                    e
-                })
-                .collect();
-            ok(encode_response(req.method, &[&entries.as_slice()]))
-        }
+        "AttachTagToVStorageObject"
+        | "DetachTagFromVStorageObject"
+        | "ListTagsAttachedToVStorageObject" => fcd::tag_call(st, &mut req),
         "ListVStorageObjectsAttachedToTag" => {
             let category: String = param!(req, one, "category");
             let tag: String = param!(req, one, "tag");
@@ -1193,28 +1208,31 @@ fn page_size_of(token: &str) -> usize {
         .unwrap_or(usize::MAX)
 }
 
-/// Splits results into a page and, when more remain, a token under which the rest waits.
+/// Answers one page of results and, when more remain, keeps the rest under a token.
 fn page(
     st: &mut SimState,
     key: &str,
-    mut objs: Vec<ObjectContent>,
+    method: &MethodInfo,
+    specs: Vec<PropertyFilterSpec>,
+    mut items: Vec<(usize, ManagedObjectReference)>,
     max: Option<usize>,
-) -> Option<RetrieveResult> {
-    if objs.is_empty() {
-        return None;
+) -> Reply {
+    if items.is_empty() {
+        return ok(encode_response(method, &[]));
     }
-    let mut result = RetrieveResult::default();
-    if let Some(max) = max.filter(|m| *m < objs.len()) {
-        let rest = objs.split_off(max);
+    let mut rest = None;
+    if let Some(max) = max.filter(|m| *m < items.len()) {
         st.next_token += 1;
-        let token = format!("{max}-{}", st.next_token);
-        if let Some(s) = st.sessions.get_mut(key) {
-            s.pages.insert(token.clone(), rest);
-        }
-        result.token = Some(token);
+        rest = Some((format!("{max}-{}", st.next_token), items.split_off(max)));
     }
-    result.objects = objs;
-    Some(result)
+    let token = rest.as_ref().map(|(t, _)| t.as_str());
+    let body = wire::retrieve_result(method, &st.inv, &specs, &items, token)?;
+    if let Some((token, items)) = rest
+        && let Some(s) = st.sessions.get_mut(key)
+    {
+        s.pages.insert(token, Pending { specs, items });
+    }
+    ok(body)
 }
 
 fn login(st: &mut SimState, req: &mut Request) -> Reply {
@@ -1262,6 +1280,10 @@ fn service_content() -> ServiceContent {
     c.v_storage_object_manager = Some(ManagedObjectReference::new(
         "VcenterVStorageObjectManager",
         VSTORAGE_OBJECT_MANAGER,
+    ));
+    c.virtual_disk_manager = Some(ManagedObjectReference::new(
+        "VirtualDiskManager",
+        VIRTUAL_DISK_MANAGER,
     ));
     c.about = Some(Obj::new(about()));
     c

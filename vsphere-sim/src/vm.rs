@@ -275,7 +275,7 @@ pub(crate) fn fcd_id(d: &Poly<VirtualDevice>) -> Option<String> {
         .map(|id| id.id.clone())
 }
 
-fn datastore_by_name(inv: &Inventory, name: &str) -> Option<ManagedObjectReference> {
+pub(crate) fn datastore_by_name(inv: &Inventory, name: &str) -> Option<ManagedObjectReference> {
     inv.of_type("Datastore")
         .find(|o| o.prop("name").and_then(Any::as_str) == Some(name))
         .map(|o| o.moref.clone())
@@ -677,6 +677,7 @@ pub(crate) fn summary(inv: &Inventory, vm: &str) -> Option<VirtualMachineSummary
     sc.instance_uuid.clone_from(&config.instance_uuid);
     sc.guest_id = Some(config.guest_id.clone());
     sc.guest_full_name = Some(config.guest_full_name.clone());
+    sc.annotation.clone_from(&config.annotation);
     let mut storage = VirtualMachineStorageSummary::default();
     storage.committed = devs.iter().map(disk_bytes).sum();
     storage.timestamp = vsphere_client::codec::DateTime::from_unix(0, 0);
@@ -742,6 +743,12 @@ pub(crate) fn reconfigure(
         rename(inv, vm, name);
     }
     set_cpu_memory(inv, vm, spec.num_cp_us, spec.memory_mb);
+    if let Some(a) = &spec.annotation
+        && let Some(c) = inv.data_mut::<VirtualMachineConfigInfo>(vm, "config")
+    {
+        // vCenter keeps an empty annotation as unset.
+        c.annotation = Some(a.clone()).filter(|a| !a.is_empty());
+    }
     if !spec.extra_config.is_empty()
         && let Some(c) = inv.data_mut::<VirtualMachineConfigInfo>(vm, "config")
     {
@@ -1017,6 +1024,7 @@ pub(crate) fn create(
     devices_only.device_change = spec.device_change.clone();
     devices_only.num_cp_us = spec.num_cp_us;
     devices_only.memory_mb = spec.memory_mb;
+    devices_only.annotation.clone_from(&spec.annotation);
     if let Err(e) = reconfigure(inv, &vm.value, &devices_only) {
         let _ = destroy(inv, &vm.value);
         return Err(e);
@@ -1061,13 +1069,7 @@ mod tests {
 
     fn setup() -> (Inventory, String) {
         let inv = Inventory::build(&crate::InventoryShape::default());
-        let vm = inv
-            .of_type("VirtualMachine")
-            .next()
-            .unwrap()
-            .moref
-            .value
-            .clone();
+        let vm = inv.first_id("VirtualMachine");
         (inv, vm)
     }
 
@@ -1101,6 +1103,31 @@ mod tests {
         assert_eq!(e.type_name(), "InvalidPowerState");
         assert!(power_transition(&S::PoweredOff, PowerOp::Suspend).is_err());
         assert!(power_transition(&S::PoweredOff, PowerOp::Reset).is_err());
+    }
+
+    #[test]
+    fn the_annotation_is_set_read_back_and_cleared() {
+        let (mut inv, vm) = setup();
+        let annotation = |inv: &Inventory| {
+            let c = inv
+                .data::<VirtualMachineConfigInfo>(vm.as_str(), "config")
+                .unwrap();
+            let s = summary(inv, &vm).unwrap();
+            let from_summary = s.config.as_ref().unwrap().annotation.clone();
+            assert_eq!(c.annotation, from_summary, "config and summary agree");
+            c.annotation.clone()
+        };
+        assert_eq!(annotation(&inv), None);
+        let mut spec = VirtualMachineConfigSpec::default();
+        spec.annotation = Some("owner: team <db>".into());
+        reconfigure(&mut inv, &vm, &spec).unwrap();
+        assert_eq!(annotation(&inv).as_deref(), Some("owner: team <db>"));
+        // A spec without an annotation leaves it as it is; an empty one clears it.
+        reconfigure(&mut inv, &vm, &VirtualMachineConfigSpec::default()).unwrap();
+        assert_eq!(annotation(&inv).as_deref(), Some("owner: team <db>"));
+        spec.annotation = Some(String::new());
+        reconfigure(&mut inv, &vm, &spec).unwrap();
+        assert_eq!(annotation(&inv), None);
     }
 
     #[test]

@@ -13,10 +13,9 @@
 use vsphere_client::codec::{ManagedObjectReference, Obj, Request, encode_response};
 use vsphere_client::types::{
     ID, KeyValue, LocalizedMethodFault, TaskInfo, TaskInfoState, VStorageObjectStateInfo,
-    VslmAboutInfo, VslmCreateSpec, VslmServiceInstanceContent, VslmTagEntry, VslmTaskInfo,
-    VslmTaskInfoState, VslmVsoVStorageObjectAssociations,
-    VslmVsoVStorageObjectAssociationsVmDiskAssociation, VslmVsoVStorageObjectQueryResult,
-    VslmVsoVStorageObjectQuerySpec, VslmVsoVStorageObjectResult,
+    VslmAboutInfo, VslmCreateSpec, VslmServiceInstanceContent, VslmTaskInfo, VslmTaskInfoState,
+    VslmVsoVStorageObjectAssociations, VslmVsoVStorageObjectAssociationsVmDiskAssociation,
+    VslmVsoVStorageObjectQueryResult, VslmVsoVStorageObjectQuerySpec, VslmVsoVStorageObjectResult,
 };
 
 use crate::fault::{Fault, bad_request, invalid_argument, not_found, not_implemented};
@@ -401,34 +400,9 @@ pub(crate) fn dispatch(st: &mut SimState, session: &str, mut req: Request) -> Re
             let r = list_for_spec(&st.inv, &queries, max)?;
             ok(encode_response(req.method, &[&&r]))
         }
-        "VslmAttachTagToVStorageObject" | "VslmDetachTagFromVStorageObject" => {
-            let disk: ID = param!(req, one, "id");
-            let category: String = param!(req, one, "category");
-            let tag: String = param!(req, one, "tag");
-            fcd::get(&st.inv, &disk.id, None)?;
-            if name == "VslmAttachTagToVStorageObject" {
-                st.rest.attach_fcd_tag(&disk.id, &category, &tag)?;
-            } else {
-                st.rest.detach_fcd_tag(&disk.id, &category, &tag)?;
-            }
-            ok(encode_response(req.method, &[]))
-        }
-        "VslmListTagsAttachedToVStorageObject" => {
-            let disk: ID = param!(req, one, "id");
-            fcd::get(&st.inv, &disk.id, None)?;
-            let entries: Vec<VslmTagEntry> = st
-                .rest
-                .fcd_tags(&disk.id)
-                .into_iter()
-                .map(|(c, t)| {
-                    let mut e = VslmTagEntry::default();
-                    e.parent_category_name = c;
-                    e.tag_name = t;
-                    e
-                })
-                .collect();
-            ok(encode_response(req.method, &[&entries.as_slice()]))
-        }
+        "VslmAttachTagToVStorageObject"
+        | "VslmDetachTagFromVStorageObject"
+        | "VslmListTagsAttachedToVStorageObject" => fcd::tag_call(st, &mut req),
         _ => Err(not_implemented(name)),
     }
 }

@@ -9,54 +9,14 @@
 
 mod common;
 
-use common::{connect, wait_task};
+use common::{connect, find, read, spec_for, wait_task};
 use vsphere_client::codec::{Any, ManagedObjectReference, Obj, Poly};
-use vsphere_client::mo::{PropertyCollector, SearchIndex, VirtualMachine};
+use vsphere_client::mo::{PropertyCollector, VirtualMachine};
 use vsphere_client::types::{
-    GuestInfo, ObjectSpec, OptionValue, PropertyFilterSpec, PropertySpec, RetrieveOptions,
-    ServiceContent, TaskInfoState, VirtualMachineCloneSpec, VirtualMachineConfigSpec,
-    VirtualMachineRelocateSpec, WaitOptions,
+    GuestInfo, OptionValue, ServiceContent, TaskInfoState, VirtualMachineCloneSpec,
+    VirtualMachineConfigSpec, VirtualMachineRelocateSpec, WaitOptions,
 };
 use vsphere_sim::Simulator;
-
-async fn find(http: &common::Http, content: &ServiceContent, path: &str) -> ManagedObjectReference {
-    SearchIndex::from_reference(content.search_index.clone().unwrap())
-        .find_by_inventory_path(http, path)
-        .await
-        .unwrap()
-        .unwrap_or_else(|| panic!("{path} not found"))
-}
-
-fn spec_for(obj: &ManagedObjectReference, paths: &[&str]) -> PropertyFilterSpec {
-    let mut os = ObjectSpec::default();
-    os.obj = obj.clone();
-    let mut ps = PropertySpec::default();
-    ps.type_ = obj.type_.clone();
-    ps.path_set = paths.iter().map(|p| (*p).to_owned()).collect();
-    let mut spec = PropertyFilterSpec::default();
-    spec.object_set = vec![os];
-    spec.prop_set = vec![ps];
-    spec
-}
-
-async fn read(
-    http: &common::Http,
-    content: &ServiceContent,
-    obj: &ManagedObjectReference,
-    path: &str,
-) -> Option<Any> {
-    let r = PropertyCollector::from_reference(content.property_collector.clone())
-        .retrieve_properties_ex(http, &[spec_for(obj, &[path])], &RetrieveOptions::default())
-        .await
-        .unwrap()?;
-    r.objects
-        .into_iter()
-        .next()?
-        .prop_set
-        .into_iter()
-        .next()
-        .map(|p| p.val)
-}
 
 async fn read_str(
     http: &common::Http,

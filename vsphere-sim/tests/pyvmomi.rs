@@ -7,7 +7,7 @@
 //! Needs `$SDK_TEST_PYTHON`, a Python with pyVmomi (`ci/test.sh` sets it up from
 //! `ci/requirements.txt`); without it the test prints why and passes without running.
 
-use std::process::Command;
+mod common;
 
 use vsphere_sim::Simulator;
 
@@ -18,20 +18,7 @@ async fn run(script: &'static str) -> Option<String> {
         return None;
     };
     let sim = Simulator::builder().start().await.unwrap();
-    let addr = sim.addr();
-    let (user, password) = (sim.user().to_owned(), sim.password().to_owned());
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .arg(addr.ip().to_string())
-            .arg(addr.port().to_string())
-            .arg(user)
-            .arg(password)
-            .output()
-            .expect("run the pyVmomi script")
-    })
-    .await
-    .unwrap();
+    let out = common::run_python(python, script, &sim).await;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -4,6 +4,8 @@
 //! Runs with `$SDK_TEST_PYTHON` (what `ci/test.sh` sets up), else with `python3` from `PATH`;
 //! without either the test prints why and passes without running.
 
+mod common;
+
 use std::process::Command;
 
 use vsphere_sim::Simulator;
@@ -20,21 +22,8 @@ async fn python_urllib_rest_session_and_tags() {
         .start()
         .await
         .unwrap();
-    let addr = sim.addr();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/py/rest_tags.py");
-    let (user, password) = (sim.user().to_owned(), sim.password().to_owned());
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(python)
-            .arg(script)
-            .arg(addr.ip().to_string())
-            .arg(addr.port().to_string())
-            .arg(user)
-            .arg(password)
-            .output()
-            .expect("run the Python script")
-    })
-    .await
-    .unwrap();
+    let out = common::run_python(python, script, &sim).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -4,74 +4,16 @@
     reason = "generated data objects are built from Default, field by field"
 )]
 
-use std::sync::Mutex;
+mod common;
 
-use vsphere_client::Error;
-use vsphere_client::codec::{Any, AnyArray, ManagedObjectReference, MethodInfo, Poly};
+use common::{Http, connect};
+use vsphere_client::codec::{Any, AnyArray, ManagedObjectReference, Poly};
 use vsphere_client::mo::{PropertyCollector, ServiceInstance, SessionManager, ViewManager};
-use vsphere_client::rpc::{BoxFuture, Caller};
 use vsphere_client::types::{
     ObjectContent, ObjectSpec, PropertyFilterSpec, PropertySpec, RetrieveOptions, SelectionSpec,
-    ServiceContent, TraversalSpec, VirtualDisk,
+    TraversalSpec, VirtualDisk,
 };
 use vsphere_sim::{InventoryShape, Simulator};
-
-/// A minimal session-aware caller: reqwest, plus the `vmware_soap_session` cookie.
-struct Http {
-    client: reqwest::Client,
-    url: String,
-    cookie: Mutex<Option<String>>,
-}
-
-impl Http {
-    fn new(url: String) -> Self {
-        Self {
-            client: reqwest::Client::new(),
-            url,
-            cookie: Mutex::new(None),
-        }
-    }
-}
-
-impl Caller for Http {
-    fn send<'a>(
-        &'a self,
-        _method: &'static MethodInfo,
-        body: String,
-    ) -> BoxFuture<'a, Result<String, Error>> {
-        Box::pin(async move {
-            let mut req = self
-                .client
-                .post(&self.url)
-                .header("content-type", "text/xml; charset=utf-8")
-                .header("soapaction", "urn:vim25/8.0.3.0")
-                .body(body);
-            let cookie = self.cookie.lock().unwrap().clone();
-            if let Some(c) = cookie {
-                req = req.header("cookie", c);
-            }
-            let resp = req.send().await.expect("HTTP request to the simulator");
-            if let Some(c) = resp.headers().get("set-cookie") {
-                let c = c.to_str().unwrap().split(';').next().unwrap().to_owned();
-                *self.cookie.lock().unwrap() = Some(c);
-            }
-            Ok(resp.text().await.expect("response body"))
-        })
-    }
-}
-
-async fn connect(sim: &Simulator) -> (Http, ServiceContent) {
-    let http = Http::new(sim.url());
-    let si = ServiceInstance::new("ServiceInstance");
-    let content = si.retrieve_service_content(&http).await.unwrap();
-    let sm = SessionManager::from_reference(content.session_manager.clone().unwrap());
-    let session = sm
-        .login(&http, sim.user(), sim.password(), None)
-        .await
-        .unwrap();
-    assert_eq!(session.user_name, sim.user());
-    (http, content)
-}
 
 fn view_spec(view: &ManagedObjectReference, type_: &str, paths: &[&str]) -> PropertyFilterSpec {
     let mut ts = TraversalSpec::default();
@@ -99,7 +41,7 @@ fn prop<'a>(c: &'a ObjectContent, name: &str) -> &'a Any {
 #[tokio::test]
 async fn login_sessions_and_faults() {
     let sim = Simulator::builder().start().await.unwrap();
-    let http = Http::new(sim.url());
+    let http = Http::anonymous(&sim, "/sdk");
     let si = ServiceInstance::new("ServiceInstance");
     let content = si.retrieve_service_content(&http).await.unwrap();
     assert_eq!(content.root_folder.value, "group-d1");

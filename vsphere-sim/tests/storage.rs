@@ -15,35 +15,20 @@ mod common;
 
 use std::time::Duration;
 
-use common::{connect, wait_task};
+use common::{connect, find, id, kv, wait_task};
 use vsphere_client::codec::{Any, ManagedObjectReference, Poly};
 use vsphere_client::mo::{
-    PbmPlacementSolver, PbmProfileProfileManager, PbmServiceInstance, SearchIndex,
-    VcenterVStorageObjectManager, ViewManager, VslmServiceInstance, VslmTask,
-    VslmVStorageObjectManager,
+    PbmPlacementSolver, PbmProfileProfileManager, PbmServiceInstance, VcenterVStorageObjectManager,
+    ViewManager, VslmServiceInstance, VslmTask, VslmVStorageObjectManager,
 };
 use vsphere_client::rest::{Cardinality, CategorySpec, TagSpec};
 use vsphere_client::types::{
-    ID, KeyValue, PbmCapabilityProfile, PbmPlacementHub, PbmProfileResourceType, ServiceContent,
+    ID, PbmCapabilityProfile, PbmPlacementHub, PbmProfileResourceType, ServiceContent,
     TaskInfoState, VStorageObject, VslmCloneSpec, VslmCreateSpec,
     VslmCreateSpecDiskFileBackingSpec, VslmRelocateSpec, VslmTaskInfoState,
     VslmVsoVStorageObjectQuerySpec,
 };
 use vsphere_sim::Simulator;
-
-async fn find(http: &common::Http, content: &ServiceContent, path: &str) -> ManagedObjectReference {
-    SearchIndex::from_reference(content.search_index.clone().unwrap())
-        .find_by_inventory_path(http, path)
-        .await
-        .unwrap()
-        .unwrap_or_else(|| panic!("{path} not found"))
-}
-
-fn id(v: &str) -> ID {
-    let mut i = ID::default();
-    i.id = v.to_owned();
-    i
-}
 
 fn create_spec(name: &str, mb: i64, ds: &ManagedObjectReference) -> VslmCreateSpec {
     let mut b = VslmCreateSpecDiskFileBackingSpec::default();
@@ -54,13 +39,6 @@ fn create_spec(name: &str, mb: i64, ds: &ManagedObjectReference) -> VslmCreateSp
     s.capacity_in_mb = mb;
     s.backing_spec = Some(Poly::new(b));
     s
-}
-
-fn kv(k: &str, v: &str) -> KeyValue {
-    let mut x = KeyValue::default();
-    x.key = k.into();
-    x.value = v.into();
-    x
 }
 
 fn disk_id(o: &VStorageObject) -> String {
@@ -84,8 +62,13 @@ async fn fcd_task<T>(
     info
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fcd_snapshots_metadata_rename_clone_relocate_on_vim25() {
+/// A simulator with 2 ms task stages and a session on it, and the `LocalDS_0` datastore.
+async fn session() -> (
+    Simulator,
+    common::Http,
+    ServiceContent,
+    ManagedObjectReference,
+) {
     let sim = Simulator::builder()
         .task_step(Duration::from_millis(2))
         .start()
@@ -93,14 +76,22 @@ async fn fcd_snapshots_metadata_rename_clone_relocate_on_vim25() {
         .unwrap();
     let (http, content) = connect(&sim).await;
     let local = find(&http, &content, "DC0/datastore/LocalDS_0").await;
-    let shared = find(&http, &content, "DC0/datastore/SharedDS_0").await;
-    let m = VcenterVStorageObjectManager::from_reference(
-        content.v_storage_object_manager.clone().unwrap(),
-    );
+    (sim, http, content, local)
+}
+
+/// Creates a First Class Disk on `ds` through vim25; its id.
+async fn new_disk(
+    http: &common::Http,
+    content: &ServiceContent,
+    m: &VcenterVStorageObjectManager,
+    name: &str,
+    mb: i64,
+    ds: &ManagedObjectReference,
+) -> String {
     let info = fcd_task(
-        &http,
-        &content,
-        m.create_disk_task(&http, &create_spec("vol", 32, &local))
+        http,
+        content,
+        m.create_disk_task(http, &create_spec(name, mb, ds))
             .await
             .unwrap(),
     )
@@ -108,7 +99,19 @@ async fn fcd_snapshots_metadata_rename_clone_relocate_on_vim25() {
     let Some(Any::Data(o)) = info.result else {
         panic!("no disk: {:?}", info.error)
     };
-    let disk = disk_id(o.downcast_ref::<VStorageObject>().unwrap());
+    disk_id(o.downcast_ref::<VStorageObject>().unwrap())
+}
+
+fn vim_disks(content: &ServiceContent) -> VcenterVStorageObjectManager {
+    VcenterVStorageObjectManager::from_reference(content.v_storage_object_manager.clone().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fcd_snapshots_metadata_rename_clone_relocate_on_vim25() {
+    let (_sim, http, content, local) = session().await;
+    let shared = find(&http, &content, "DC0/datastore/SharedDS_0").await;
+    let m = vim_disks(&content);
+    let disk = new_disk(&http, &content, &m, "vol", 32, &local).await;
 
     // Snapshots.
     let info = fcd_task(
@@ -264,28 +267,9 @@ async fn fcd_snapshots_metadata_rename_clone_relocate_on_vim25() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fcd_tags_come_from_the_tagging_service() {
-    let sim = Simulator::builder()
-        .task_step(Duration::from_millis(2))
-        .start()
-        .await
-        .unwrap();
-    let (http, content) = connect(&sim).await;
-    let local = find(&http, &content, "DC0/datastore/LocalDS_0").await;
-    let m = VcenterVStorageObjectManager::from_reference(
-        content.v_storage_object_manager.clone().unwrap(),
-    );
-    let info = fcd_task(
-        &http,
-        &content,
-        m.create_disk_task(&http, &create_spec("tagged", 16, &local))
-            .await
-            .unwrap(),
-    )
-    .await;
-    let Some(Any::Data(o)) = info.result else {
-        panic!("no disk")
-    };
-    let disk = disk_id(o.downcast_ref::<VStorageObject>().unwrap());
+    let (sim, http, content, local) = session().await;
+    let m = vim_disks(&content);
+    let disk = new_disk(&http, &content, &m, "tagged", 16, &local).await;
 
     // A tag that the tagging service does not have: NotFound.
     let e = m
@@ -407,13 +391,7 @@ async fn list_views_are_created_modified_and_reset() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vslm_endpoint_shares_the_disk_store() {
-    let sim = Simulator::builder()
-        .task_step(Duration::from_millis(2))
-        .start()
-        .await
-        .unwrap();
-    let (http, content) = connect(&sim).await;
-    let local = find(&http, &content, "DC0/datastore/LocalDS_0").await;
+    let (sim, http, content, local) = session().await;
     let vm0 = find(&http, &content, "DC0/vm/DC0_H0_VM0").await;
     let vslm = http.on_path("/vslm/sdk");
     let vc = VslmServiceInstance::new("ServiceInstance")
@@ -447,9 +425,7 @@ async fn vslm_endpoint_shares_the_disk_store() {
     let disk = disk_id(o.downcast_ref::<VStorageObject>().unwrap());
 
     // vim25 sees it.
-    let vim = VcenterVStorageObjectManager::from_reference(
-        content.v_storage_object_manager.clone().unwrap(),
-    );
+    let vim = vim_disks(&content);
     assert!(
         vim.list_v_storage_object(&http, &local)
             .await

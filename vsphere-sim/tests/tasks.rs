@@ -9,56 +9,19 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{connect, wait_task};
+use common::{connect, find, read, wait_task};
 use vsphere_client::codec::{Any, ManagedObjectReference, Poly};
 use vsphere_client::mo::{
     PropertyCollector, SearchIndex, VcenterVStorageObjectManager, VirtualMachine,
 };
 use vsphere_client::types::{
-    DatastoreSummary, ID, ObjectSpec, PropertyFilterSpec, PropertySpec, RetrieveOptions,
-    ServiceContent, TaskInfoState, VStorageObject, VirtualDeviceConfigSpec,
-    VirtualDeviceConfigSpecFileOperation, VirtualDeviceConfigSpecOperation,
-    VirtualDeviceFileBackingInfo, VirtualDisk, VirtualDiskFlatVer2BackingInfo,
-    VirtualMachineCloneSpec, VirtualMachineConfigSpec, VslmCreateSpec,
-    VslmCreateSpecDiskFileBackingSpec, WaitOptions,
+    DatastoreSummary, ID, ObjectSpec, PropertyFilterSpec, PropertySpec, ServiceContent,
+    TaskInfoState, VStorageObject, VirtualDeviceConfigSpec, VirtualDeviceConfigSpecFileOperation,
+    VirtualDeviceConfigSpecOperation, VirtualDeviceFileBackingInfo, VirtualDisk,
+    VirtualDiskFlatVer2BackingInfo, VirtualMachineCloneSpec, VirtualMachineConfigSpec,
+    VslmCreateSpec, VslmCreateSpecDiskFileBackingSpec, WaitOptions,
 };
 use vsphere_sim::Simulator;
-
-async fn find(http: &common::Http, content: &ServiceContent, path: &str) -> ManagedObjectReference {
-    SearchIndex::from_reference(content.search_index.clone().unwrap())
-        .find_by_inventory_path(http, path)
-        .await
-        .unwrap()
-        .unwrap_or_else(|| panic!("{path} not found"))
-}
-
-/// One property of one object, through RetrievePropertiesEx.
-async fn read(
-    http: &common::Http,
-    content: &ServiceContent,
-    obj: &ManagedObjectReference,
-    path: &str,
-) -> Option<Any> {
-    let mut os = ObjectSpec::default();
-    os.obj = obj.clone();
-    let mut ps = PropertySpec::default();
-    ps.type_ = obj.type_.clone();
-    ps.path_set = vec![path.to_owned()];
-    let mut spec = PropertyFilterSpec::default();
-    spec.object_set = vec![os];
-    spec.prop_set = vec![ps];
-    let r = PropertyCollector::from_reference(content.property_collector.clone())
-        .retrieve_properties_ex(http, &[spec], &RetrieveOptions::default())
-        .await
-        .unwrap()?;
-    r.objects
-        .into_iter()
-        .next()?
-        .prop_set
-        .into_iter()
-        .next()
-        .map(|p| p.val)
-}
 
 async fn free_space(
     http: &common::Http,
@@ -74,7 +37,7 @@ async fn free_space(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_power_task_moves_queued_running_success_through_wait_for_updates() {
     let sim = Simulator::builder()
-        .task_step(Duration::from_millis(60))
+        .task_step(Duration::from_millis(250))
         .start()
         .await
         .unwrap();

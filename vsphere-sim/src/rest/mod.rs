@@ -22,7 +22,6 @@ mod tagging;
 mod vcenter;
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
 use std::sync::PoisonError;
 use std::time::{Instant, SystemTime};
 
@@ -118,6 +117,14 @@ fn tag_not_found(category: &str, tag: &str) -> crate::fault::Fault {
 }
 
 impl Store {
+    /// The id of the tag named `tag` in the category named `category`.
+    fn tag_id(&self, category: &str, tag: &str) -> Result<String, crate::fault::Fault> {
+        self.tags
+            .find_by_names(category, tag)
+            .map(|t| t.id.clone())
+            .ok_or_else(|| tag_not_found(category, tag))
+    }
+
     /// AttachTagToVStorageObject: the tag (by category and tag name) must exist in the
     /// tagging store, and its category must take `fcd` objects (or any).
     pub(crate) fn attach_fcd_tag(
@@ -126,12 +133,7 @@ impl Store {
         category: &str,
         tag: &str,
     ) -> Result<(), crate::fault::Fault> {
-        let id = self
-            .tags
-            .find_by_names(category, tag)
-            .ok_or_else(|| tag_not_found(category, tag))?
-            .id
-            .clone();
+        let id = self.tag_id(category, tag)?;
         self.tags
             .attach(&id, &fcd_object(disk), true)
             .map_err(to_fault)
@@ -144,12 +146,7 @@ impl Store {
         category: &str,
         tag: &str,
     ) -> Result<(), crate::fault::Fault> {
-        let id = self
-            .tags
-            .find_by_names(category, tag)
-            .ok_or_else(|| tag_not_found(category, tag))?
-            .id
-            .clone();
+        let id = self.tag_id(category, tag)?;
         self.tags.detach(&id, &fcd_object(disk)).map_err(to_fault)
     }
 
@@ -171,12 +168,7 @@ impl Store {
         category: &str,
         tag: &str,
     ) -> Result<Vec<String>, crate::fault::Fault> {
-        let id = self
-            .tags
-            .find_by_names(category, tag)
-            .ok_or_else(|| tag_not_found(category, tag))?
-            .id
-            .clone();
+        let id = self.tag_id(category, tag)?;
         Ok(self
             .tags
             .attached_objects(&id)
@@ -190,6 +182,18 @@ impl Store {
     /// Forgets a deleted disk's tags.
     pub(crate) fn forget_fcd(&mut self, disk: &str) {
         self.tags.forget(&fcd_object(disk));
+    }
+
+    /// The tagging store as JSON (kept by `--state-dir`).
+    pub(crate) fn tags_json(&self) -> String {
+        // A map of strings and plain structs: serialising it cannot fail.
+        serde_json::to_string(&self.tags).unwrap_or_default()
+    }
+
+    /// Replaces the tagging store with a saved one.
+    pub(crate) fn restore_tags(&mut self, json: &str) -> Result<(), String> {
+        self.tags = serde_json::from_str(json).map_err(|e| format!("saved tags: {e}"))?;
+        Ok(())
     }
 
     /// Ends every REST session; how many there were.
@@ -396,7 +400,13 @@ async fn handle(
         body: &body,
     };
     let mut st = state.lock().unwrap_or_else(PoisonError::into_inner);
-    render(style, dispatch(&mut st, &req))
+    let reply = dispatch(&mut st, &req);
+    // A tagging change is state `--state-dir` keeps: tell the saver (sessions are not kept).
+    let is_session = req.segments.last().is_some_and(|s| s == "session");
+    if reply.is_ok() && method != Method::GET && !is_session {
+        st.changed();
+    }
+    render(style, reply)
 }
 
 fn dispatch(st: &mut SimState, req: &Req<'_>) -> Result<Reply, ApiError> {
@@ -438,8 +448,7 @@ fn method_not_allowed(req: &Req<'_>) -> ApiError {
 }
 
 fn new_token() -> String {
-    let a = RandomState::new().hash_one(SystemTime::now());
-    let b = RandomState::new().hash_one(a);
+    let (a, b) = crate::inventory::random_bits(SystemTime::now());
     format!("{a:016x}{b:016x}")
 }
 
@@ -448,14 +457,7 @@ fn token_of(headers: &HeaderMap) -> Option<String> {
     if let Some(v) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) {
         return Some(v.trim().to_owned());
     }
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == SESSION_HEADER)
-        .map(|(_, v)| v.trim_matches('"').to_owned())
+    crate::server::cookie(headers, SESSION_HEADER)
 }
 
 fn unauthenticated() -> ApiError {

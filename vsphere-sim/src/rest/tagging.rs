@@ -2,7 +2,6 @@
 //! (unique names, cardinality, associable types, cascading deletes). Pure: no HTTP here.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::hash::{BuildHasher, RandomState};
 
 use vsphere_client::rest::{
     BatchResult, Cardinality, Category, CategorySpec, LocalizableMessage, ObjectId, RestErrorKind,
@@ -12,7 +11,7 @@ use vsphere_client::rest::{
 use super::ApiError;
 
 /// Categories, tags and which objects carry which tags.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) struct TagStore {
     categories: BTreeMap<String, Category>,
     tags: BTreeMap<String, Tag>,
@@ -22,16 +21,10 @@ pub(crate) struct TagStore {
 
 /// A vCenter-shaped id: `urn:vmomi:InventoryService{kind}:{uuid}:GLOBAL`.
 fn new_id(kind: &str) -> String {
-    let a = RandomState::new().hash_one(kind);
-    let b = RandomState::new().hash_one(a);
-    let hex = format!("{a:016x}{b:016x}");
+    let (a, b) = crate::inventory::random_bits(kind);
     format!(
-        "urn:vmomi:InventoryService{kind}:{}-{}-{}-{}-{}:GLOBAL",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
+        "urn:vmomi:InventoryService{kind}:{}:GLOBAL",
+        crate::inventory::uuid_shape(a, b)
     )
 }
 

@@ -1,16 +1,23 @@
 //! Shared by the integration tests: a session-aware SOAP caller over reqwest, login, and a
 //! task waiter built on CreateFilter + WaitForUpdatesEx (as govmomi's task.Wait does).
 #![allow(dead_code, reason = "each test binary uses a part")]
+#![allow(
+    clippy::field_reassign_with_default,
+    clippy::assigning_clones,
+    reason = "generated data objects are built from Default, field by field"
+)]
 
 use std::sync::Mutex;
 
 use vsphere_client::Error;
 use vsphere_client::codec::{Any, ManagedObjectReference, MethodInfo};
-use vsphere_client::mo::{PropertyCollector, PropertyFilter, ServiceInstance, SessionManager};
+use vsphere_client::mo::{
+    PropertyCollector, PropertyFilter, SearchIndex, ServiceInstance, SessionManager,
+};
 use vsphere_client::rpc::{BoxFuture, Caller};
 use vsphere_client::types::{
-    ObjectSpec, PropertyFilterSpec, PropertySpec, ServiceContent, TaskInfo, TaskInfoState,
-    WaitOptions,
+    ID, KeyValue, ObjectSpec, PropertyFilterSpec, PropertySpec, RetrieveOptions, ServiceContent,
+    TaskInfo, TaskInfoState, WaitOptions,
 };
 use vsphere_sim::Simulator;
 
@@ -75,17 +82,20 @@ impl Http {
 
 /// Logs in; returns the caller and the service content.
 pub(crate) async fn connect(sim: &Simulator) -> (Http, ServiceContent) {
+    connect_to(&sim.url(), sim.user(), sim.password()).await
+}
+
+/// Logs in to the simulator at `url` (`http://HOST:PORT/sdk`), e.g. the standalone binary.
+pub(crate) async fn connect_to(url: &str, user: &str, password: &str) -> (Http, ServiceContent) {
     let http = Http {
         client: reqwest::Client::new(),
-        url: sim.url(),
+        url: url.to_owned(),
         cookie: Mutex::new(None),
     };
     let si = ServiceInstance::new("ServiceInstance");
     let content = si.retrieve_service_content(&http).await.unwrap();
     let sm = SessionManager::from_reference(content.session_manager.clone().unwrap());
-    sm.login(&http, sim.user(), sim.password(), None)
-        .await
-        .unwrap();
+    sm.login(&http, user, password, None).await.unwrap();
     (http, content)
 }
 
@@ -144,4 +154,90 @@ pub(crate) async fn wait_task(
             return (states, info);
         }
     }
+}
+
+/// The object at an inventory path (`DC0/vm/DC0_H0_VM0`), through `FindByInventoryPath`.
+pub(crate) async fn find(
+    http: &Http,
+    content: &ServiceContent,
+    path: &str,
+) -> ManagedObjectReference {
+    SearchIndex::from_reference(content.search_index.clone().unwrap())
+        .find_by_inventory_path(http, path)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{path} not found"))
+}
+
+/// A filter spec for properties `paths` of `obj`.
+pub(crate) fn spec_for(obj: &ManagedObjectReference, paths: &[&str]) -> PropertyFilterSpec {
+    let mut os = ObjectSpec::default();
+    os.obj = obj.clone();
+    let mut ps = PropertySpec::default();
+    ps.type_ = obj.type_.clone();
+    ps.path_set = paths.iter().map(|p| (*p).to_owned()).collect();
+    let mut spec = PropertyFilterSpec::default();
+    spec.object_set = vec![os];
+    spec.prop_set = vec![ps];
+    spec
+}
+
+/// One property of one object, through RetrievePropertiesEx.
+pub(crate) async fn read(
+    http: &Http,
+    content: &ServiceContent,
+    obj: &ManagedObjectReference,
+    path: &str,
+) -> Option<Any> {
+    let r = PropertyCollector::from_reference(content.property_collector.clone())
+        .retrieve_properties_ex(http, &[spec_for(obj, &[path])], &RetrieveOptions::default())
+        .await
+        .unwrap()?;
+    r.objects
+        .into_iter()
+        .next()?
+        .prop_set
+        .into_iter()
+        .next()
+        .map(|p| p.val)
+}
+
+/// A vim25 `ID`.
+pub(crate) fn id(v: &str) -> ID {
+    let mut i = ID::default();
+    i.id = v.to_owned();
+    i
+}
+
+/// A `KeyValue`.
+pub(crate) fn kv(k: &str, v: &str) -> KeyValue {
+    let mut x = KeyValue::default();
+    x.key = k.into();
+    x.value = v.into();
+    x
+}
+
+/// Runs a Python script against `sim` (arguments: host, port, user, password) off the async
+/// runtime; its exit status and output.
+pub(crate) async fn run_python(
+    python: String,
+    script: &str,
+    sim: &Simulator,
+) -> std::process::Output {
+    let addr = sim.addr();
+    let args = [
+        script.to_owned(),
+        addr.ip().to_string(),
+        addr.port().to_string(),
+        sim.user().to_owned(),
+        sim.password().to_owned(),
+    ];
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .args(args)
+            .output()
+            .expect("run the Python script")
+    })
+    .await
+    .unwrap()
 }

@@ -56,6 +56,18 @@ results = pc.placementSolver.PbmCheckCompatibility(hubsToSearch=[], profile=vsan
 assert len(results) == len(all_ds) and all(r.error for r in results), results
 print("ok: PbmQueryMatchingHub returns the datastores; PbmCheckCompatibility flags vSAN")
 
+cm = pc.complianceManager
+vm_ref = pbm.ServerObjectRef(objectType="virtualMachine", key=vm0._moId)
+checked = cm.PbmCheckCompliance(entities=[vm_ref], profile=enc.profileId)
+assert [r.complianceStatus for r in checked] == ["compliant"], checked
+bad = cm.PbmCheckCompliance(entities=[vm_ref], profile=vsan.profileId)
+assert bad[0].complianceStatus == "nonCompliant" and bad[0].violatedPolicies, bad
+fetched = cm.PbmFetchComplianceResult(entities=[vm_ref])
+assert [r.complianceStatus for r in fetched] == ["nonCompliant"], fetched
+assert fetched[0].profile.uniqueId == vsan.profileId.uniqueId, fetched
+print("ok: PbmCheckCompliance (compliant with VM Encryption, not with vSAN) and"
+      " PbmFetchComplianceResult")
+
 # --- vslm -------------------------------------------------------------------------------------
 vslm_stub = stub("/vslm/sdk", "vslm.version.version14")
 vslm_stub.cookie = cookie

@@ -88,5 +88,56 @@ assert disk_id.id not in [i.id for i in vsom.ListVStorageObject(ds)]
 assert ds.summary.freeSpace == free_before
 print("ok: DeleteVStorageObject_Task gives the space back")
 
+# config.annotation through ReconfigVM_Task.
+WaitForTask(vm0.ReconfigVM_Task(spec=vim.vm.ConfigSpec(annotation="owner: py <team>")))
+assert vm0.config.annotation == "owner: py <team>", vm0.config.annotation
+assert vm0.summary.config.annotation == "owner: py <team>", vm0.summary.config
+print("ok: ReconfigVM_Task sets config.annotation (and summary.config.annotation)")
+
+# VirtualDiskManager over the datastore's files.
+vdm = content.virtualDiskManager
+dc = index.FindByInventoryPath("DC0")
+name = "[LocalDS_0] py/loose.vmdk"
+free_before = ds.summary.freeSpace
+task = vdm.CreateVirtualDisk_Task(
+    name=name, datacenter=dc,
+    spec=vim.VirtualDiskManager.FileBackedVirtualDiskSpec(
+        diskType="thin", adapterType="lsiLogic", capacityKb=1024))
+WaitForTask(task)
+assert task.info.result == name, task.info.result
+assert ds.summary.freeSpace == free_before - 1024 * 1024
+uuid = vdm.QueryVirtualDiskUuid(name=name, datacenter=dc)
+assert len(uuid) == 47 and uuid[23] == "-", uuid
+WaitForTask(vdm.ExtendVirtualDisk_Task(name=name, datacenter=dc, newCapacityKb=2048))
+assert ds.summary.freeSpace == free_before - 2048 * 1024
+try:
+    WaitForTask(vdm.CreateVirtualDisk_Task(
+        name=name, datacenter=dc,
+        spec=vim.VirtualDiskManager.FileBackedVirtualDiskSpec(
+            diskType="thin", adapterType="lsiLogic", capacityKb=1)))
+    raise SystemExit("a disk was created over an existing one")
+except vim.fault.FileAlreadyExists:
+    pass
+vm_disk = next(d for d in vm1.config.hardware.device if isinstance(d, vim.vm.device.VirtualDisk))
+try:
+    WaitForTask(vdm.DeleteVirtualDisk_Task(name=vm_disk.backing.fileName, datacenter=dc))
+    raise SystemExit("a VM's disk was deleted")
+except vim.fault.FileLocked:
+    pass
+WaitForTask(vdm.DeleteVirtualDisk_Task(name=name, datacenter=dc))
+assert ds.summary.freeSpace == free_before
+try:
+    vdm.QueryVirtualDiskUuid(name=name, datacenter=dc)
+    raise SystemExit("a deleted disk has a uuid")
+except vim.fault.FileNotFound:
+    pass
+try:
+    vdm.QueryVirtualDiskUuid(name="[NoSuchDS] x.vmdk", datacenter=dc)
+    raise SystemExit("an unknown datastore answered")
+except vim.fault.InvalidDatastore:
+    pass
+print("ok: VirtualDiskManager create, uuid", uuid, "extend, delete; FileAlreadyExists, FileLocked,"
+      " FileNotFound, InvalidDatastore")
+
 Disconnect(si)
 print("ok: all")
