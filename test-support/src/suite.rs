@@ -660,7 +660,11 @@ pub async fn owned_views_disk_details_shared_task_waits_and_fcd_progress<S: Serv
     assert!(!before.is_empty());
     for d in &before {
         assert!(
-            d.disk.file.as_deref().is_some_and(|f| f.ends_with(".vmdk")),
+            d.disk.file.as_deref().is_some_and(|f| {
+                std::path::Path::new(f)
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("vmdk"))
+            }),
             "{d:?}"
         );
         assert_eq!(d.capacity_bytes, d.disk.capacity_kb * 1024, "{d:?}");

@@ -59,9 +59,10 @@ fn thread_cpu() -> Option<Duration> {
 }
 
 fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".to_owned())
+    std::fs::read_to_string("/proc/loadavg").map_or_else(
+        |_| "unknown".to_owned(),
+        |s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+    )
 }
 
 /// One listed VM, typed.
@@ -151,7 +152,7 @@ fn args() -> Result<Args, String> {
     if a.repeat == 0 {
         return Err("--repeat must be at least 1".to_owned());
     }
-    if matches!(a.server, Server::Sim) && a.vms % 4 != 0 {
+    if matches!(a.server, Server::Sim) && !a.vms.is_multiple_of(4) {
         return Err("--sim needs --vms to be a multiple of 4 (four hosts)".to_owned());
     }
     Ok(a)

@@ -111,7 +111,7 @@ impl VmDiskDetails {
         let disk = VmDisk::from_device(device)?;
         let vd = device.downcast_ref::<VirtualDisk>()?;
         let backing = vd.virtual_device.backing.as_ref();
-        let object = backing.map(|b| b.as_object());
+        let object = backing.map(Poly::as_object);
         let datastore = object
             .and_then(super::upcast::<VirtualDeviceFileBackingInfo>)
             .and_then(|f| f.datastore.clone());
