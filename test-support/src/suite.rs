@@ -1,6 +1,6 @@
 //! The client's interop suite, one set of checks for every server: govmomi's vcsim
 //! (`vsphere-client/tests/interop_vcsim.rs`) and the SDK's `vsphere-sim`
-//! (`vsphere-sim/tests/client_suite.rs`) are thin callers of [`client_suite!`].
+//! (`vsphere-sim/tests/client_suite.rs`) are thin callers of [`crate::client_suite!`].
 //!
 //! A server is a [`Server`]: how to start one (optionally with one allowed login), its URL, and
 //! a [`Profile`] of what it has and does (its release, its VMs, whether it pages, which First
