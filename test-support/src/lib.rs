@@ -8,6 +8,8 @@
 //!   handles, on either simulator;
 //! - [`fcd`] (feature `volume`): the conformance-kit factory of volume-core's First Class Disk
 //!   backend, the same on both simulators;
+//! - [`suite`]: the client's interop checks, generic over the server ([`suite::Server`]), run
+//!   against both simulators by [`client_suite!`];
 //! - [`runtime`]: the two-worker runtime the vSphere tests share.
 
 use vsphere_client::client::Client;
@@ -17,7 +19,12 @@ use vsphere_client::types::{VirtualMachineCloneSpec, VirtualMachineRelocateSpec}
 #[cfg(feature = "volume")]
 pub mod fcd;
 pub mod sim;
+pub mod suite;
 pub mod vcsim;
+
+/// The SDK's simulator crate, for tests and benches of crates that may not depend on it
+/// directly (`vsphere-client`'s, by the layering rule).
+pub use vsphere_sim;
 
 /// The multi-threaded runtime (two workers, like the machine) the vSphere tests run on.
 pub fn runtime() -> tokio::runtime::Runtime {

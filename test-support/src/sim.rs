@@ -18,8 +18,16 @@ impl Sim {
     /// Starts the simulator with `task_step` per task stage (1 ms keeps tests fast; the
     /// simulator's default is 10 ms).
     pub async fn start(task_step: Duration) -> Self {
-        let sim = Simulator::builder()
-            .task_step(task_step)
+        Self::start_with_login(task_step, None).await
+    }
+
+    /// [`Sim::start`]; with `login`, only that user and password may log in.
+    pub async fn start_with_login(task_step: Duration, login: Option<(String, String)>) -> Self {
+        let mut builder = Simulator::builder().task_step(task_step);
+        if let Some((user, password)) = login {
+            builder = builder.user(&user).password(&password);
+        }
+        let sim = builder
             .start()
             .await
             .expect("start the embedded vsphere-sim");

@@ -79,6 +79,28 @@ fn options(uri: &str) -> ConnectOptions {
     ConnectOptions::new(&url).unwrap().with_keepalive(None)
 }
 
+/// A client logged in to the mock server (the first login, cookie `s1`), without keepalive.
+async fn connect(s: &MockServer) -> Client {
+    Client::connect(options(&s.uri())).await.expect("connects")
+}
+
+/// The next login (after an expiry) sets cookie `cookie`; expected exactly once.
+async fn relogin_gives(s: &MockServer, cookie: &str) {
+    Mock::given(body_string_contains("<Login "))
+        .respond_with(login_ok(cookie))
+        .expect(1)
+        .mount(s)
+        .await;
+}
+
+/// Answers every call whose body contains `needle` with `response`.
+async fn answer(s: &MockServer, needle: &str, response: ResponseTemplate) {
+    Mock::given(body_string_contains(needle))
+        .respond_with(response)
+        .mount(s)
+        .await;
+}
+
 /// The captured 4-VM `RetrievePropertiesExResponse`, cut into its `<objects>` elements.
 struct Captured {
     objects: Vec<String>,
@@ -131,11 +153,7 @@ impl Captured {
 async fn expiry_mid_retrieval_restarts_without_duplicates_or_losses() {
     let cap = Captured::load();
     let s = server().await;
-    Mock::given(body_string_contains("<Login "))
-        .respond_with(login_ok("s2"))
-        .expect(1)
-        .mount(&s)
-        .await;
+    relogin_gives(&s, "s2").await;
     Mock::given(body_string_contains("<RetrievePropertiesEx "))
         .and(cookie("s1"))
         .respond_with(xml(
@@ -180,7 +198,7 @@ async fn expiry_mid_retrieval_restarts_without_duplicates_or_losses() {
         .mount(&s)
         .await;
 
-    let client = Client::connect(options(&s.uri())).await.unwrap();
+    let client = connect(&s).await;
     let mut pages = client.retrieve_pages(cap.spec());
     let mut seen = Vec::new();
     while let Some(page) = pages.next_page().await.unwrap() {
@@ -210,11 +228,7 @@ async fn expiry_mid_retrieval_restarts_without_duplicates_or_losses() {
 async fn expiry_again_without_progress_surfaces_instead_of_looping() {
     let cap = Captured::load();
     let s = server().await;
-    Mock::given(body_string_contains("<Login "))
-        .respond_with(login_ok("s2"))
-        .expect(1)
-        .mount(&s)
-        .await;
+    relogin_gives(&s, "s2").await;
     Mock::given(body_string_contains("<RetrievePropertiesEx "))
         .respond_with(xml(
             200,
@@ -228,7 +242,7 @@ async fn expiry_again_without_progress_surfaces_instead_of_looping() {
         .expect(2)
         .mount(&s)
         .await;
-    let client = Client::connect(options(&s.uri())).await.unwrap();
+    let client = connect(&s).await;
     let mut pages = client.retrieve_pages(cap.spec());
     assert_eq!(pages.next_page().await.unwrap().unwrap().len(), 2);
     let e = pages.next_page().await.unwrap_err();
@@ -254,11 +268,13 @@ async fn malformed_and_truncated_xml_are_typed_decode_errors() {
         .up_to_n_times(1)
         .mount(&s)
         .await;
-    Mock::given(body_string_contains("<RetrievePropertiesEx "))
-        .respond_with(xml(200, "<html>proxy error</html>".to_owned()))
-        .mount(&s)
-        .await;
-    let client = Client::connect(options(&s.uri())).await.unwrap();
+    answer(
+        &s,
+        "<RetrievePropertiesEx ",
+        xml(200, "<html>proxy error</html>".to_owned()),
+    )
+    .await;
+    let client = connect(&s).await;
     for case in ["truncated", "mismatched tags", "not SOAP"] {
         let e = client
             .retrieve_pages(cap.spec())
@@ -292,11 +308,8 @@ async fn unknown_types_and_elements_from_a_newer_server_are_kept_or_skipped() {
         // ...an enum value it does not know, and an element it has never seen.
         .replacen(">poweredOn</val>", ">hibernated</val>", 1)
         .replacen("<propSet>", "<futureFlag>true</futureFlag><propSet>", 1);
-    Mock::given(body_string_contains("<RetrievePropertiesEx "))
-        .respond_with(xml(200, newer))
-        .mount(&s)
-        .await;
-    let client = Client::connect(options(&s.uri())).await.unwrap();
+    answer(&s, "<RetrievePropertiesEx ", xml(200, newer)).await;
+    let client = connect(&s).await;
     let all = client
         .retrieve_pages(cap.spec())
         .collect_all()
@@ -326,20 +339,22 @@ async fn unknown_types_and_elements_from_a_newer_server_are_kept_or_skipped() {
 #[tokio::test]
 async fn http_500_with_a_soap_fault_is_typed_and_without_one_is_a_status() {
     let s = server().await;
-    Mock::given(body_string_contains("<PowerOnVM_Task "))
-        .respond_with(xml(
+    answer(
+        &s,
+        "<PowerOnVM_Task ",
+        xml(
             500,
             fixture("vcsim-wire/fault-managed-object-not-found.xml"),
-        ))
-        .mount(&s)
-        .await;
-    Mock::given(body_string_contains("<CurrentTime "))
-        .respond_with(
-            ResponseTemplate::new(500).set_body_raw("<html>Internal error</html>", "text/html"),
-        )
-        .mount(&s)
-        .await;
-    let client = Client::connect(options(&s.uri())).await.unwrap();
+        ),
+    )
+    .await;
+    answer(
+        &s,
+        "<CurrentTime ",
+        ResponseTemplate::new(500).set_body_raw("<html>Internal error</html>", "text/html"),
+    )
+    .await;
+    let client = connect(&s).await;
     let vm = VirtualMachine::new("vm-9999");
     let e = vm.power_on_vm_task(&client, None).await.unwrap_err();
     assert!(e.is_fault("ManagedObjectNotFound"), "{e}");
@@ -365,10 +380,7 @@ async fn http_500_with_a_soap_fault_is_typed_and_without_one_is_a_status() {
 async fn a_failing_keepalive_never_breaks_the_client() {
     let s = server().await;
     // The keepalive's CurrentTime fails at the HTTP level every time.
-    Mock::given(body_string_contains("<CurrentTime "))
-        .respond_with(ResponseTemplate::new(503))
-        .mount(&s)
-        .await;
+    answer(&s, "<CurrentTime ", ResponseTemplate::new(503)).await;
     Mock::given(body_string_contains("<RetrievePropertiesEx "))
         .and(cookie("s1"))
         .respond_with(xml(
@@ -403,11 +415,7 @@ async fn a_keepalive_that_finds_the_session_expired_logs_in_again_once() {
         .respond_with(not_authenticated())
         .mount(&s)
         .await;
-    Mock::given(body_string_contains("<Login "))
-        .respond_with(login_ok("s2"))
-        .expect(1)
-        .mount(&s)
-        .await;
+    relogin_gives(&s, "s2").await;
     Mock::given(body_string_contains("<CurrentTime "))
         .and(cookie("s2"))
         .respond_with(xml(200, fixture("vcsim-wire/current-time.xml")))
@@ -609,14 +617,16 @@ async fn fcd_server(call: &str, new_id: &str, name: &str) -> MockServer {
         .mount(&s)
         .await;
     // No private collectors on this server: the task is polled.
-    Mock::given(body_string_contains("<CreatePropertyCollector "))
-        .respond_with(xml(
+    answer(
+        &s,
+        "<CreatePropertyCollector ",
+        xml(
             500,
             fixture("vcsim-wire/fault-not-authenticated.xml")
                 .replace("NotAuthenticated", "NotImplemented"),
-        ))
-        .mount(&s)
-        .await;
+        ),
+    )
+    .await;
     Mock::given(body_string_contains("<RetrievePropertiesEx "))
         .and(body_string_contains("task-77"))
         .respond_with(xml(200, fcd_task_result(new_id, name)))
@@ -628,7 +638,7 @@ async fn fcd_server(call: &str, new_id: &str, name: &str) -> MockServer {
 #[tokio::test]
 async fn fcd_clone_sends_the_wsdl_shape_and_returns_the_new_disk() {
     let s = fcd_server("CloneVStorageObject_Task", "disk-2", "copy").await;
-    let client = Client::connect(options(&s.uri())).await.unwrap();
+    let client = connect(&s).await;
     let ds = ManagedObjectReference::new("Datastore", "datastore-1");
     let target = ManagedObjectReference::new("Datastore", "datastore-9");
     let disks = client.disks().unwrap();
@@ -656,7 +666,7 @@ async fn fcd_clone_sends_the_wsdl_shape_and_returns_the_new_disk() {
 #[tokio::test]
 async fn fcd_relocate_sends_the_wsdl_shape_and_keeps_the_id() {
     let s = fcd_server("RelocateVStorageObject_Task", "disk-1", "vol").await;
-    let client = Client::connect(options(&s.uri())).await.unwrap();
+    let client = connect(&s).await;
     let moved = client
         .disks()
         .unwrap()
@@ -823,10 +833,12 @@ async fn a_wrong_password_at_the_sts_is_a_typed_invalid_login() {
 #[tokio::test]
 async fn a_refused_token_is_a_typed_invalid_login_without_the_token() {
     let s = sts_server().await;
-    Mock::given(body_string_contains("<LoginByToken "))
-        .respond_with(xml(500, fixture("vcsim-wire/fault-invalid-login.xml")))
-        .mount(&s)
-        .await;
+    answer(
+        &s,
+        "<LoginByToken ",
+        xml(500, fixture("vcsim-wire/fault-invalid-login.xml")),
+    )
+    .await;
     let base = options(&s.uri());
     let sts = vsphere_client::client::default_sts_url(base.url());
     let e = Client::connect(base.login_by_token(sts)).await.unwrap_err();

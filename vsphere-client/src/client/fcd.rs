@@ -16,9 +16,9 @@ use crate::Error;
 use crate::codec::{ManagedObjectReference, Poly};
 use crate::mo::VcenterVStorageObjectManager;
 use crate::types::{
-    BaseConfigInfoFileBackingInfo, ID, KeyValue, VStorageObject, VStorageObjectSnapshotInfo,
-    VslmCloneSpec, VslmCreateSpec, VslmCreateSpecDiskFileBackingSpec, VslmMigrateSpec,
-    VslmRelocateSpec,
+    BaseConfigInfoFileBackingInfo, ID, KeyValue, TaskInfo, VStorageObject,
+    VStorageObjectSnapshotInfo, VslmCloneSpec, VslmCreateSpec, VslmCreateSpecDiskFileBackingSpec,
+    VslmMigrateSpec, VslmRelocateSpec,
 };
 
 /// The First Class Disk operations of a vCenter (or of a simulator that serves them).
@@ -81,6 +81,33 @@ impl Disks<'_> {
         size_mb: i64,
         datastore: &ManagedObjectReference,
     ) -> Result<VStorageObject, Error> {
+        self.create_with_progress(name, size_mb, datastore, |_| {})
+            .await
+    }
+
+    /// [`Disks::create`], calling `on_progress` with the `CreateDisk_Task`'s `info` whenever
+    /// its state or progress changes, like [`Client::wait_task_with_progress`] (the last call
+    /// sees the finished task). Bad input is refused before any call, and then `on_progress`
+    /// is never called.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: &vsphere_client::client::Client,
+    /// #     ds: &vsphere_client::codec::ManagedObjectReference) -> Result<(), vsphere_client::Error> {
+    /// let disk = client
+    ///     .disks()?
+    ///     .create_with_progress("scratch", 1024, ds, |info| {
+    ///         println!("{:?} {}%", info.state, info.progress.unwrap_or(0));
+    ///     })
+    ///     .await?;
+    /// # let _ = disk; Ok(()) }
+    /// ```
+    pub async fn create_with_progress(
+        &self,
+        name: &str,
+        size_mb: i64,
+        datastore: &ManagedObjectReference,
+        on_progress: impl FnMut(&TaskInfo),
+    ) -> Result<VStorageObject, Error> {
         if name.is_empty() || size_mb <= 0 {
             return Err(Error::InvalidOption {
                 option: "disk",
@@ -99,7 +126,7 @@ impl Disks<'_> {
             ..VslmCreateSpec::default()
         };
         let t = self.manager.create_disk_task(self.client, &spec).await?;
-        self.client.wait_task(t).await
+        self.client.wait_task_with_progress(t, on_progress).await
     }
 
     /// The ids of the disks on `datastore`.

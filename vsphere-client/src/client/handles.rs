@@ -14,9 +14,11 @@ use crate::mo::{
 };
 use crate::types::{
     HostSystemConnectionState, ID, VirtualDevice, VirtualDeviceConfigSpec,
-    VirtualDeviceConfigSpecFileOperation, VirtualDeviceConfigSpecOperation, VirtualDisk,
-    VirtualDiskFlatVer2BackingInfo, VirtualMachineCloneSpec, VirtualMachineConfigSpec,
-    VirtualMachinePowerState, VirtualSCSIController,
+    VirtualDeviceConfigSpecFileOperation, VirtualDeviceConfigSpecOperation,
+    VirtualDeviceFileBackingInfo, VirtualDisk, VirtualDiskFlatVer2BackingInfo,
+    VirtualDiskLocalPMemBackingInfo, VirtualDiskRawDiskMappingVer1BackingInfo,
+    VirtualDiskSeSparseBackingInfo, VirtualDiskSparseVer2BackingInfo, VirtualMachineCloneSpec,
+    VirtualMachineConfigSpec, VirtualMachinePowerState, VirtualSCSIController,
 };
 
 /// A virtual machine.
@@ -27,7 +29,7 @@ pub struct VmHandle<'c> {
 }
 
 /// A disk of a VM, as the VM's device list shows it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VmDisk {
     /// The device key.
     pub key: i32,
@@ -48,7 +50,7 @@ impl VmDisk {
     pub fn from_device(device: &Poly<VirtualDevice>) -> Option<Self> {
         let disk = device.downcast_ref::<VirtualDisk>()?;
         let file = disk.virtual_device.backing.as_ref().and_then(|b| {
-            super::upcast::<crate::types::VirtualDeviceFileBackingInfo>(b.as_object())
+            super::upcast::<VirtualDeviceFileBackingInfo>(b.as_object())
                 .map(|f| f.file_name.clone())
         });
         Some(Self {
@@ -60,6 +62,125 @@ impl VmDisk {
             fcd_id: disk.v_disk_id.as_ref().map(|i| i.id.clone()),
         })
     }
+}
+
+/// A disk of a VM with what its backing says: the [`VmDisk`] plus the disk's UUID (the
+/// guest's WWN, `/dev/disk/by-id/wwn-0x...`), its datastore, its exact capacity in bytes, its
+/// mode and provisioning. [`VmHandle::disk_details`] lists them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VmDiskDetails {
+    /// Key, controller, unit, capacity in KiB, backing file and First Class Disk id.
+    pub disk: VmDisk,
+    /// The backing's UUID (`backing.uuid`), when the server reports one.
+    pub uuid: Option<String>,
+    /// The datastore of the backing file.
+    pub datastore: Option<ManagedObjectReference>,
+    /// The capacity in bytes (`capacityInBytes`; from `capacityInKB` on servers without it).
+    pub capacity_bytes: i64,
+    /// The disk mode (`persistent`, `independent_persistent`, ...), when the backing has one.
+    pub disk_mode: Option<String>,
+    /// Whether the disk is thin-provisioned, when the backing says.
+    pub thin: Option<bool>,
+}
+
+impl VmDiskDetails {
+    /// The details of a device, if the device is a `VirtualDisk`. The UUID and mode are read
+    /// from flat, sparse, SE-sparse, raw-mapping and PMem backings.
+    ///
+    /// ```
+    /// use vsphere_client::client::VmDiskDetails;
+    /// use vsphere_client::codec::Poly;
+    /// use vsphere_client::types::{VirtualDevice, VirtualDisk, VirtualDiskFlatVer2BackingInfo};
+    /// let mut backing = VirtualDiskFlatVer2BackingInfo {
+    ///     disk_mode: "independent_persistent".into(),
+    ///     uuid: Some("6000C29a-bcde-0000".into()),
+    ///     thin_provisioned: Some(true),
+    ///     ..Default::default()
+    /// };
+    /// backing.virtual_device_file_backing_info.file_name = "[ds] fcd/a.vmdk".into();
+    /// let mut disk = VirtualDisk { capacity_in_kb: 2048, ..Default::default() };
+    /// disk.virtual_device.key = 2001;
+    /// disk.virtual_device.backing = Some(Poly::new(backing));
+    /// let d = VmDiskDetails::from_device(&Poly::<VirtualDevice>::new(disk)).unwrap();
+    /// assert_eq!(d.uuid.as_deref(), Some("6000C29a-bcde-0000"));
+    /// assert_eq!(d.disk.file.as_deref(), Some("[ds] fcd/a.vmdk"));
+    /// assert_eq!(d.capacity_bytes, 2048 * 1024);
+    /// assert_eq!(d.thin, Some(true));
+    /// ```
+    pub fn from_device(device: &Poly<VirtualDevice>) -> Option<Self> {
+        let disk = VmDisk::from_device(device)?;
+        let vd = device.downcast_ref::<VirtualDisk>()?;
+        let backing = vd.virtual_device.backing.as_ref();
+        let object = backing.map(Poly::as_object);
+        let datastore = object
+            .and_then(super::upcast::<VirtualDeviceFileBackingInfo>)
+            .and_then(|f| f.datastore.clone());
+        let (uuid, disk_mode, thin) = backing.map_or((None, None, None), |b| {
+            if let Some(f) = b.downcast_ref::<VirtualDiskFlatVer2BackingInfo>() {
+                (
+                    f.uuid.clone(),
+                    Some(f.disk_mode.clone()),
+                    f.thin_provisioned,
+                )
+            } else if let Some(f) = b.downcast_ref::<VirtualDiskSeSparseBackingInfo>() {
+                (f.uuid.clone(), Some(f.disk_mode.clone()), None)
+            } else if let Some(f) = b.downcast_ref::<VirtualDiskSparseVer2BackingInfo>() {
+                (f.uuid.clone(), Some(f.disk_mode.clone()), None)
+            } else if let Some(f) = b.downcast_ref::<VirtualDiskRawDiskMappingVer1BackingInfo>() {
+                (f.uuid.clone(), f.disk_mode.clone(), None)
+            } else if let Some(f) = b.downcast_ref::<VirtualDiskLocalPMemBackingInfo>() {
+                (f.uuid.clone(), Some(f.disk_mode.clone()), None)
+            } else {
+                (None, None, None)
+            }
+        });
+        Some(Self {
+            capacity_bytes: vd
+                .capacity_in_bytes
+                .unwrap_or_else(|| disk.capacity_kb.saturating_mul(1024)),
+            disk,
+            uuid: uuid.filter(|u| !u.is_empty()),
+            datastore,
+            disk_mode: disk_mode.filter(|m| !m.is_empty()),
+            thin,
+        })
+    }
+}
+
+/// The SCSI controller and free unit for a new disk, read from a VM's device list: the first
+/// SCSI controller (in device order) with a free unit, skipping the units its devices use and
+/// the controller's own (`scsiCtlrUnitNumber`, 7 when unset). `None` when every controller is
+/// full or the VM has none.
+///
+/// ```
+/// use vsphere_client::client::scsi_slot;
+/// use vsphere_client::codec::Poly;
+/// use vsphere_client::types::{VirtualDevice, VirtualDisk, VirtualLsiLogicSASController};
+/// let mut ctl = VirtualLsiLogicSASController::default();
+/// ctl.virtual_scsi_controller.virtual_controller.virtual_device.key = 1000;
+/// let mut disk = VirtualDisk::default();
+/// disk.virtual_device.controller_key = Some(1000);
+/// disk.virtual_device.unit_number = Some(0);
+/// let devices: Vec<Poly<VirtualDevice>> = vec![Poly::new(ctl), Poly::new(disk)];
+/// assert_eq!(scsi_slot(&devices), Some((1000, 1)));
+/// ```
+pub fn scsi_slot(devices: &[Poly<VirtualDevice>]) -> Option<(i32, i32)> {
+    let controllers: Vec<(i32, Vec<i32>)> = devices
+        .iter()
+        .filter_map(|d| {
+            let c = super::upcast::<VirtualSCSIController>(d.as_object())?;
+            let key = c.virtual_controller.virtual_device.key;
+            let mut used = vec![c.scsi_ctlr_unit_number.unwrap_or(7)];
+            used.extend(
+                devices
+                    .iter()
+                    .filter(|x| x.base().controller_key == Some(key))
+                    .filter_map(|x| x.base().unit_number),
+            );
+            Some((key, used))
+        })
+        .collect();
+    free_scsi_unit(&controllers)
 }
 
 /// The free unit on the first SCSI controller for a new disk (unit 7 is the controller's own).
@@ -208,24 +329,27 @@ impl VmHandle<'_> {
             .collect())
     }
 
+    /// The VM's disks with their backing details (UUID, datastore, bytes, mode): one read of
+    /// `config.hardware.device`.
+    pub async fn disk_details(&self) -> Result<Vec<VmDiskDetails>, Error> {
+        Ok(self
+            .devices()
+            .await?
+            .iter()
+            .filter_map(VmDiskDetails::from_device)
+            .collect())
+    }
+
+    /// Where a new disk goes: the SCSI controller key and free unit ([`scsi_slot`] on the
+    /// VM's devices, one read), or `None` when every SCSI controller is full or there is none.
+    pub async fn free_scsi_slot(&self) -> Result<Option<(i32, i32)>, Error> {
+        Ok(scsi_slot(&self.devices().await?))
+    }
+
     /// Adds a new thin disk of `capacity_kb` on the first SCSI controller with a free unit,
     /// in the VM's folder on its datastore (`ReconfigVM_Task` with a `create` file operation).
     pub async fn add_disk(&self, capacity_kb: i64) -> Result<(), Error> {
-        let devices = self.devices().await?;
-        let controllers: Vec<(i32, Vec<i32>)> = devices
-            .iter()
-            .filter_map(|d| {
-                let c = super::upcast::<VirtualSCSIController>(d.as_object())?;
-                let key = c.virtual_controller.virtual_device.key;
-                let used = devices
-                    .iter()
-                    .filter(|x| x.base().controller_key == Some(key))
-                    .filter_map(|x| x.base().unit_number)
-                    .collect();
-                Some((key, used))
-            })
-            .collect();
-        let Some((controller, unit)) = free_scsi_unit(&controllers) else {
+        let Some((controller, unit)) = self.free_scsi_slot().await? else {
             return Err(Error::Unsupported {
                 feature: "adding a disk to a VM without a free SCSI controller unit",
             });

@@ -27,8 +27,10 @@
 //! # Beyond the session
 //!
 //! - [`Collector`]: `WaitForUpdatesEx` on a private property collector (never the session's).
-//! - [`TaskWatch`], [`Client::wait_task`]: task progress, typed results and typed faults.
-//! - [`View`]: `ContainerView` and `ListView`, destroyed when dropped or closed.
+//! - [`TaskWatch`], [`Client::wait_task`]: task progress, typed results and typed faults;
+//!   [`TaskWaiter`]: one shared filter that waits for many tasks at once.
+//! - [`View`]: `ContainerView` and `ListView`, destroyed when dropped or closed; on an
+//!   `Arc<Client>`, [`OwnedView`] (`'static`, for long-lived watchers).
 //! - [`Finder`]: inventory paths with globs, default datacenter/datastore/resource pool.
 //! - Typed handles ([`VmHandle`], [`HostHandle`], [`DatastoreHandle`], [`FolderHandle`],
 //!   [`DatacenterHandle`], [`ClusterHandle`]) and First Class Disks ([`Disks`]).
@@ -60,6 +62,7 @@ mod retrieve;
 mod session_cache;
 mod sts;
 mod task;
+mod task_waiter;
 mod transport;
 mod versions;
 mod view;
@@ -80,7 +83,7 @@ pub use fcd::{Disks, backing_file, fcd_id};
 pub use finder::{Finder, InventoryObject, build_paths, glob_match, path_matches};
 pub use handles::{
     ClusterHandle, DatacenterFolders, DatacenterHandle, DatastoreHandle, DatastoreSpace,
-    FolderHandle, HostHandle, VmDisk, VmHandle, free_scsi_unit,
+    FolderHandle, HostHandle, VmDisk, VmDiskDetails, VmHandle, free_scsi_unit, scsi_slot,
 };
 pub use nic::{NicBacking, NicModel, VmNic, nic_add_spec};
 pub use options::{ConnectOptions, Credentials, DEFAULT_KEEPALIVE, DEFAULT_TIMEOUT};
@@ -92,11 +95,12 @@ pub use sts::{
     parse_issue_response, security_header,
 };
 pub use task::{TaskWatch, is_finished, task_error};
+pub use task_waiter::{TaskWaiter, task_end_filter};
 pub use transport::{
     Cookie, FileRequest, HttpResponse, HttpTransport, SoapRequest, Thumbprint, TlsPolicy, Transport,
 };
 pub use versions::negotiate_release;
-pub use view::{View, view_filter};
+pub use view::{OwnedView, View, view_filter};
 
 use crate::Error;
 use crate::codec::{MethodInfo, ResponseError, SecretString, Service, decode_response};

@@ -2,7 +2,9 @@
 //! the server has no more, delivered page by page.
 
 use std::collections::HashSet;
+use std::ops::Deref;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
@@ -68,6 +70,27 @@ impl RetrieveSpec {
     }
 }
 
+/// The client a retrieval or a view works through: borrowed, or shared through an [`Arc`]
+/// (then the retrieval or view is `'static` and can move into a spawned task).
+#[derive(Clone, Debug)]
+pub(crate) enum ClientRef<'c> {
+    /// A borrowed client.
+    Borrowed(&'c Client),
+    /// A shared client.
+    Shared(Arc<Client>),
+}
+
+impl Deref for ClientRef<'_> {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        match self {
+            ClientRef::Borrowed(c) => c,
+            ClientRef::Shared(c) => c,
+        }
+    }
+}
+
 enum State {
     Start,
     More(String),
@@ -84,7 +107,7 @@ enum State {
 /// delivered: nothing is duplicated and nothing lost. It restarts at most once without
 /// progress; a second `NotAuthenticated` in a row is returned as the error it is.
 pub struct PropertyPages<'c> {
-    client: &'c Client,
+    client: ClientRef<'c>,
     collector: PropertyCollector,
     spec: RetrieveSpec,
     state: State,
@@ -104,10 +127,23 @@ impl std::fmt::Debug for PropertyPages<'_> {
 impl Client {
     /// Starts a paged retrieval on the session's property collector.
     pub fn retrieve_pages(&self, spec: RetrieveSpec) -> PropertyPages<'_> {
+        PropertyPages::new(ClientRef::Borrowed(self), spec)
+    }
+
+    /// [`Client::retrieve_pages`] on a shared client: the retrieval owns a clone of the
+    /// [`Arc`], so it is `'static` (it can move into a spawned task and outlive the caller's
+    /// borrow).
+    pub fn retrieve_pages_shared(self: &Arc<Self>, spec: RetrieveSpec) -> PropertyPages<'static> {
+        PropertyPages::new(ClientRef::Shared(Arc::clone(self)), spec)
+    }
+}
+
+impl<'c> PropertyPages<'c> {
+    pub(crate) fn new(client: ClientRef<'c>, spec: RetrieveSpec) -> Self {
         let collector =
-            PropertyCollector::from_reference(self.service_content().property_collector.clone());
+            PropertyCollector::from_reference(client.service_content().property_collector.clone());
         PropertyPages {
-            client: self,
+            client,
             collector,
             spec,
             state: State::Start,
@@ -137,12 +173,12 @@ impl PropertyPages<'_> {
                         ..RetrieveOptions::default()
                     };
                     self.collector
-                        .retrieve_properties_ex(self.client, &self.spec.specs, &options)
+                        .retrieve_properties_ex(&*self.client, &self.spec.specs, &options)
                         .await
                 }
                 State::More(token) => self
                     .collector
-                    .continue_retrieve_properties_ex(self.client, token)
+                    .continue_retrieve_properties_ex(&*self.client, token)
                     .await
                     .map(Some),
             };
@@ -198,7 +234,7 @@ impl PropertyPages<'_> {
     pub async fn cancel(mut self) -> Result<(), Error> {
         if let State::More(token) = std::mem::replace(&mut self.state, State::Done) {
             self.collector
-                .cancel_retrieve_properties_ex(self.client, &token)
+                .cancel_retrieve_properties_ex(&*self.client, &token)
                 .await?;
         }
         Ok(())
