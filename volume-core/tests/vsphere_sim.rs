@@ -104,11 +104,14 @@ async fn vcenter_store_semantics_fencing_and_sharing() {
     )
     .await
     .unwrap();
-    // A second host: its own session and instance.
-    let sim2 = f.client.clone();
-    let s2 = VcenterStore::connect(sim2, [f.pool()], Arc::new(MemoryStore::default()))
-        .await
-        .unwrap();
+    // A second store instance (another writer id; the two-host test below uses two sessions).
+    let s2 = VcenterStore::connect(
+        f.client.clone(),
+        [f.pool()],
+        Arc::new(MemoryStore::default()),
+    )
+    .await
+    .unwrap();
     assert_ne!(s1.writer(), s2.writer());
 
     assert_eq!(s1.get(Table::Operations, k).await.unwrap(), None);
