@@ -41,7 +41,7 @@ use async_trait::async_trait;
 
 use crate::backend::{Backend, CloneSource, memory::LaggingListing};
 use crate::error::{Error, Result};
-use crate::journal::MemoryStore;
+use crate::journal::{MemoryStore, Store};
 use crate::model::{
     Device, DeviceFormat, Epoch, Labels, NodeId, PoolId, Volume, VolumeId, VolumeName, VolumeSpec,
 };
@@ -70,6 +70,14 @@ pub trait Factory: Send + Sync {
             .into_iter()
             .filter_map(|n| NodeId::new(n).ok())
             .collect()
+    }
+
+    /// The journal store the orchestrators of one case share (each case asks once, after
+    /// [`Factory::backend`]). Default: a fresh [`MemoryStore`]. A store whose state lives with
+    /// the volumes (vCenter disk metadata) returns an instance over the same backend's disks.
+    async fn store(&self, backend: &Arc<dyn Backend>) -> Result<Arc<dyn Store>> {
+        let _ = backend;
+        Ok(Arc::new(MemoryStore::default()))
     }
 
     /// Releases what a case left behind (loop devices, VMs). Default: nothing.
@@ -112,6 +120,7 @@ struct Ctx {
     pool: PoolId,
     nodes: Vec<NodeId>,
     real: bool,
+    store: Arc<dyn Store>,
 }
 
 macro_rules! ensure {
@@ -240,14 +249,44 @@ pub fn case_names() -> Vec<&'static str> {
     CASES.iter().map(|(n, _)| *n).collect()
 }
 
+/// The cases whose orchestrators use [`Factory::store`]: what a journal store must pass.
+pub const STORE_CASES: &[&str] = &[
+    "conc_moves_one_volume",
+    "move_moves_and_fences",
+    "move_crash_at_every_step",
+    "move_converges_with_lagging_listing",
+];
+
 /// Runs every case, each on a fresh backend, and reports.
 pub async fn run_all(factory: &dyn Factory) -> Report {
+    run_only(factory, &case_names()).await
+}
+
+/// Runs the named cases (see [`case_names`], [`STORE_CASES`]), each on a fresh backend, and
+/// reports. Unknown names are reported as failed.
+pub async fn run_only(factory: &dyn Factory, names: &[&str]) -> Report {
     let mut report = Report::default();
-    for (name, case) in CASES {
+    for n in names {
+        if !CASES.iter().any(|(name, _)| name == n) {
+            report.failed.push(("unknown case", (*n).to_owned()));
+        }
+    }
+    for (name, case) in CASES.iter().filter(|(name, _)| names.contains(name)) {
+        let (name, case) = (*name, *case);
         let b = match factory.backend().await {
             Ok(b) => b,
             Err(e) => {
                 report.failed.push((name, format!("factory failed: {e}")));
+                continue;
+            }
+        };
+        let store = match factory.store(&b).await {
+            Ok(s) => s,
+            Err(e) => {
+                report
+                    .failed
+                    .push((name, format!("store factory failed: {e}")));
+                factory.teardown(b).await;
                 continue;
             }
         };
@@ -256,6 +295,7 @@ pub async fn run_all(factory: &dyn Factory) -> Report {
             pool: factory.pool(),
             nodes: factory.nodes(),
             real: factory.real_devices(),
+            store,
         };
         let r = case(ctx).await;
         factory.teardown(b).await;
@@ -838,7 +878,7 @@ async fn conc_attach_detach_consistent(c: Ctx) -> Outcome {
 async fn conc_moves_one_volume(c: Ctx) -> Outcome {
     let v = c.create("conc-d").await?;
     // Two orchestrators over one store, as two control-plane replicas would be.
-    let store = Arc::new(MemoryStore::default());
+    let store = c.store.clone();
     let o1 = Arc::new(Orchestrator::new(c.b.clone(), store.clone()));
     let o2 = Arc::new(Orchestrator::new(c.b.clone(), store.clone()));
     let mut set = tokio::task::JoinSet::new();
@@ -895,7 +935,7 @@ async fn conc_moves_one_volume(c: Ctx) -> Outcome {
 
 async fn move_moves_and_fences(c: Ctx) -> Outcome {
     let v = c.create("move-a").await?;
-    let o = Orchestrator::new(c.b.clone(), Arc::new(MemoryStore::default()));
+    let o = Orchestrator::new(c.b.clone(), c.store.clone());
     let la = o
         .move_volume(&v.id, c.a(), MovePolicy::Polite)
         .await
@@ -935,7 +975,7 @@ async fn move_moves_and_fences(c: Ctx) -> Outcome {
 
 async fn move_crash_at_every_step(c: Ctx) -> Outcome {
     for (i, point) in CRASH_POINTS.iter().enumerate() {
-        let store = Arc::new(MemoryStore::default());
+        let store = c.store.clone();
         let v = c.create(&format!("crash-{i}")).await?;
         let first = Orchestrator::new(c.b.clone(), store.clone());
         first
@@ -999,7 +1039,7 @@ async fn move_crash_at_every_step(c: Ctx) -> Outcome {
 
 async fn move_converges_with_lagging_listing(c: Ctx) -> Outcome {
     let lagging: Arc<dyn Backend> = Arc::new(LaggingListing::new(c.b.clone(), 2));
-    let o = Orchestrator::new(lagging, Arc::new(MemoryStore::default()));
+    let o = Orchestrator::new(lagging, c.store.clone());
     let d = |name: &str, state| Desired {
         spec: c.spec(name, 1),
         state,

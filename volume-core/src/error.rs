@@ -200,6 +200,27 @@ pub enum Error {
         #[source]
         source: BoxedSource,
     },
+    /// The node exists but cannot take a volume now (a VM that is not running cannot have a
+    /// disk hot-plugged) (CSI `FAILED_PRECONDITION`).
+    #[error("node {node} cannot take a volume now: {reason}")]
+    NodeUnavailable {
+        /// The node.
+        node: NodeId,
+        /// Why.
+        reason: String,
+    },
+    /// The hypervisor that runs a node failed to hot-plug or unplug a volume (vmenv-core's
+    /// error is the source).
+    #[error("{op} on node {node} failed")]
+    Hypervisor {
+        /// What was being done (`hot-plug`, `hot-unplug`, `status`).
+        op: &'static str,
+        /// The node (VM).
+        node: NodeId,
+        /// The hypervisor's error.
+        #[source]
+        source: BoxedSource,
+    },
     /// A crash injected by a test hook at a step of a journaled operation.
     #[error("crash injected at step {step}")]
     InjectedCrash {

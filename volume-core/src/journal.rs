@@ -1,7 +1,9 @@
 //! Where the orchestrator keeps its durable state: pending operations, leases and the desired
 //! state, behind the small [`Store`] trait (get, list, compare-and-swap), so a multi-host
 //! deployment can keep it where it already lives (vCenter disk metadata, etcd). The default is
-//! [`RedbStore`], an embedded, crash-safe store in one file; [`MemoryStore`] is for tests.
+//! [`RedbStore`], an embedded, crash-safe store in one file; [`MemoryStore`] is for tests;
+//! [`vcenter::VcenterStore`] (feature `vsphere`) keeps each volume's journal, lease and epoch in
+//! its First Class Disk's metadata, shared by every host that talks to the vCenter.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -12,6 +14,9 @@ use async_trait::async_trait;
 use redb::{Database, ReadableTable, TableDefinition};
 
 use crate::error::{Error, Result};
+
+#[cfg(feature = "vsphere")]
+pub mod vcenter;
 
 /// The tables of the store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -43,5 +43,6 @@ pub use model::{
 /// ```
 /// assert!(volume_core::CAPABILITY.contains("volume"));
 /// ```
-pub const CAPABILITY: &str = "volume mobility across nodes (memory, local loop files, qcow2; \
-     journaled moves with fencing; a Docker volume plugin)";
+pub const CAPABILITY: &str = "volume mobility across nodes (memory, local loop files, qcow2 \
+     hot-plugged into QEMU VMs, vSphere First Class Disks; journaled moves with fencing, the \
+     journal optionally in the disks' vCenter metadata; a Docker volume plugin)";

@@ -3,6 +3,11 @@
 //!
 //! A move is one journaled operation, a saga whose every step is idempotent:
 //!
+//! 0. **validation**, which writes nothing: the target node is known to the backend
+//!    ([`Backend::check_node`]), the volume exists, and its lease allows the move
+//!    ([`decide_move`]); a refused move returns a typed error ([`Error::UnknownNode`],
+//!    [`Error::UnknownVolume`], [`Error::LeaseHeld`], [`Error::Busy`]) and leaves the journal and
+//!    the backend untouched;
 //! 1. **intent**: the record `{op, volume, to, epoch}` is written (compare-and-swap: one pending
 //!    operation per volume) *before* any backend call;
 //! 2. **fence and detach**: one backend call at the move's epoch, which the backend records so
@@ -545,6 +550,10 @@ impl Orchestrator {
             }
             return self.run(rec, None).await;
         }
+        // Validation first: a move the backend cannot finish is refused before anything is
+        // written (no epoch handed out, no intent journaled, no backend call that changes
+        // state), so the volume stays usable where it is.
+        self.backend.check_node(to).await?;
         let volume = self
             .backend
             .get(id)
@@ -631,11 +640,16 @@ impl Orchestrator {
     }
 
     /// Runs a journaled move forward from its recorded step. A move that can never finish
-    /// (its volume is gone, or a newer epoch superseded it) is removed from the journal.
+    /// (its volume is gone, a newer epoch superseded it, or its target node vanished after the
+    /// validation) is removed from the journal.
     async fn run(&self, rec: MoveRecord, seen: Option<Volume>) -> Result<Lease> {
         let key = rec.volume.clone();
         match self.run_steps(rec, seen).await {
-            Err(e @ (Error::UnknownVolume { .. } | Error::StaleEpoch { .. })) => {
+            Err(
+                e @ (Error::UnknownVolume { .. }
+                | Error::StaleEpoch { .. }
+                | Error::UnknownNode { .. }),
+            ) => {
                 self.store
                     .put(Table::Operations, key.as_str(), None)
                     .await?;
@@ -714,7 +728,12 @@ impl Orchestrator {
             {
                 let rec: MoveRecord = decode("move record", &b)?;
                 match self.run(rec, None).await {
-                    Ok(_) | Err(Error::UnknownVolume { .. } | Error::StaleEpoch { .. }) => {}
+                    Ok(_)
+                    | Err(
+                        Error::UnknownVolume { .. }
+                        | Error::StaleEpoch { .. }
+                        | Error::UnknownNode { .. },
+                    ) => {}
                     Err(e) => return Err(e),
                 }
             }

@@ -10,12 +10,16 @@
 
 #![cfg(feature = "vsphere")]
 
+use std::sync::Arc;
+
 use test_support::fcd::FcdFactory;
 use test_support::runtime;
 use test_support::vcsim::Vcsim;
 use volume_core::backend::Backend;
 use volume_core::backend::vsphere::FcdBackend;
 use volume_core::conformance::{Factory, case_names, convergence_property, run_all};
+use volume_core::journal::vcenter::VcenterStore;
+use volume_core::journal::{MemoryStore, Store, Table};
 use volume_core::{Epoch, Error, NodeId, VolumeName, VolumeSpec};
 
 /// The kit's factory on a running vcsim (the vcsim process stays with the test).
@@ -123,6 +127,25 @@ fn fcd_backend_specifics_on_vcsim() {
 
         // Resize is refused as unsupported on this server.
         match b.resize(&v.id, 8 << 20, Epoch(2)).await {
+            Err(Error::Unsupported { .. }) => {}
+            other => panic!("expected Unsupported, got {other:?}"),
+        }
+
+        // vcsim 0.24.2 keeps no disk metadata updates (it has no
+        // VCenterUpdateVStorageObjectMetadataEx_Task): the vCenter journal store reads (the
+        // metadata comes with RetrieveVStorageObject) and refuses writes with a typed error.
+        let store = VcenterStore::connect(
+            f.client.clone(),
+            [f.pool()],
+            Arc::new(MemoryStore::default()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(store.get(Table::Leases, v.id.as_str()).await.unwrap(), None);
+        match store
+            .cas(Table::Leases, v.id.as_str(), None, Some(b"x"))
+            .await
+        {
             Err(Error::Unsupported { .. }) => {}
             other => panic!("expected Unsupported, got {other:?}"),
         }

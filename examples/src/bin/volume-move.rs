@@ -17,8 +17,9 @@
 //! a First Class Disk on datastore `--datastore` (default `LocalDS_0`) moved between the VMs
 //! `--vm-a` and `--vm-b` (a moref, an inventory path or a unique name; defaults `DC0_H0_VM0` and
 //! `DC0_H0_VM1`, govmomi vcsim's names). Each step also shows the vCenter round trips (SOAP
-//! requests) and the tasks it started. The label cannot be written from here (the disk is in
-//! the VM), so that step only shows the device path the guest sees. `--repeat N` then moves the
+//! requests) and the tasks it started. The label goes into the disk's own metadata
+//! (`VCenterUpdateVStorageObjectMetadataEx_Task`), so it travels with the disk and is read back
+//! after the move (`RetrieveVStorageObject`). `--repeat N` then moves the
 //! disk back and forth N more times and prints the median, p90 and worst move.
 
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -245,7 +246,17 @@ type Setup = (
     PoolId,
     NodeId,
     NodeId,
+    Option<Vcenter>,
 );
+
+/// The client and datastore of a vSphere run (the label goes into the disk's metadata).
+struct Vcenter {
+    client: Arc<Client>,
+    datastore: vsphere_client::codec::ManagedObjectReference,
+}
+
+/// The metadata key of the label on a First Class Disk.
+const LABEL_KEY: &str = "volume-core.label.written-on";
 
 async fn setup(args: &Args, root: &std::path::Path) -> Result<Setup, BoxError> {
     if let Some(url) = &args.url {
@@ -256,9 +267,15 @@ async fn setup(args: &Args, root: &std::path::Path) -> Result<Setup, BoxError> {
             tasks: AtomicU64::new(0),
             methods: std::sync::Mutex::default(),
         });
-        let client = Client::connect_with(options, transport.clone()).await?;
+        let client = Arc::new(Client::connect_with(options, transport.clone()).await?);
         let pool = PoolId::new(args.datastore.clone())?;
-        let b = FcdBackend::connect(Arc::new(client), [pool.clone()]).await?;
+        let b = FcdBackend::connect(client.clone(), [pool.clone()]).await?;
+        let datastore = client
+            .finder()
+            .await?
+            .one("datastore", &["Datastore"], Some(pool.as_str()), None)?
+            .reference
+            .clone();
         transport.take();
         return Ok((
             Arc::new(b),
@@ -266,6 +283,7 @@ async fn setup(args: &Args, root: &std::path::Path) -> Result<Setup, BoxError> {
             pool,
             NodeId::new(args.vm_a.clone())?,
             NodeId::new(args.vm_b.clone())?,
+            Some(Vcenter { client, datastore }),
         ));
     }
     let pool = PoolId::new("local")?;
@@ -276,6 +294,7 @@ async fn setup(args: &Args, root: &std::path::Path) -> Result<Setup, BoxError> {
         pool,
         NodeId::new("vm-a")?,
         NodeId::new("vm-b")?,
+        None,
     ))
 }
 
@@ -288,7 +307,7 @@ async fn story(args: &Args) -> Result<(String, Vec<Step>, Option<Repeats>), BoxE
         tmp.clone()
     };
     std::fs::create_dir_all(&root)?;
-    let (inner, remote, pool, vm_a, vm_b) = setup(args, &root).await?;
+    let (inner, remote, pool, vm_a, vm_b, vcenter) = setup(args, &root).await?;
     let counting = Arc::new(Counting::new(inner.clone()));
     let store = Arc::new(RedbStore::open(root.join("journal.redb"))?);
     let orch = Orchestrator::new(counting.clone(), store);
@@ -326,12 +345,27 @@ async fn story(args: &Args) -> Result<(String, Vec<Step>, Option<Repeats>), BoxE
         let mut f = std::fs::OpenOptions::new().write(true).open(&dev.path)?;
         f.write_all(LABEL)?;
         f.sync_all()?;
+    } else if let Some(vc) = &vcenter {
+        vc.client
+            .disks()?
+            .update_metadata(
+                v.id.as_str(),
+                &vc.datastore,
+                &[(LABEL_KEY, vm_a.as_str())],
+                &[],
+            )
+            .await?;
     }
     step(
         "write label on vm-a",
         t,
         if real {
             format!("{} bytes to {}", LABEL.len(), dev.path.display())
+        } else if vcenter.is_some() {
+            format!(
+                "{LABEL_KEY}={vm_a} in the disk's metadata (the guest sees {})",
+                dev.path.display()
+            )
         } else {
             format!(
                 "{} is not a raw local device ({:?}); label skipped",
@@ -368,6 +402,30 @@ async fn story(args: &Args) -> Result<(String, Vec<Step>, Option<Repeats>), BoxE
             return Err("the label did not survive the move".into());
         }
         format!("label intact at {}", dev.path.display())
+    } else if let Some(vc) = &vcenter {
+        let disk = vc
+            .client
+            .disks()?
+            .retrieve(v.id.as_str(), &vc.datastore)
+            .await?;
+        let label = disk
+            .config
+            .as_ref()
+            .and_then(|c| {
+                c.base_config_info
+                    .metadata
+                    .iter()
+                    .find(|kv| kv.key == LABEL_KEY)
+            })
+            .map(|kv| kv.value.clone());
+        if label.as_deref() != Some(vm_a.as_str()) {
+            return Err(format!("the label did not travel with the disk: {label:?}").into());
+        }
+        format!(
+            "{LABEL_KEY}={} on the disk; the guest sees {}",
+            vm_a,
+            dev.path.display()
+        )
     } else {
         format!("device {}", dev.path.display())
     };

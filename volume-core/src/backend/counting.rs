@@ -64,6 +64,10 @@ impl Backend for Counting {
         self.tick();
         self.inner.destroy(id).await
     }
+    async fn check_node(&self, node: &NodeId) -> Result<()> {
+        self.tick();
+        self.inner.check_node(node).await
+    }
     async fn attach(&self, id: &VolumeId, node: &NodeId, epoch: Epoch) -> Result<Volume> {
         self.tick();
         self.inner.attach(id, node, epoch).await

@@ -1,7 +1,7 @@
 //! An in-memory backend for tests and examples, with every optional capability, pool
 //! capacities, and a wrapper whose listing lags (an eventually consistent backend).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -40,6 +40,8 @@ pub struct MemoryBackend {
     pools: BTreeMap<PoolId, u64>,
     policies: BTreeMap<String, PoolId>,
     allocation: Allocation,
+    /// The nodes volumes may be attached to; empty: any node.
+    nodes: BTreeSet<NodeId>,
 }
 
 /// Builds a [`MemoryBackend`].
@@ -48,6 +50,7 @@ pub struct MemoryBackendBuilder {
     pools: BTreeMap<PoolId, u64>,
     policies: BTreeMap<String, PoolId>,
     allocation: Allocation,
+    nodes: BTreeSet<NodeId>,
 }
 
 impl MemoryBackendBuilder {
@@ -80,6 +83,15 @@ impl MemoryBackendBuilder {
         self
     }
 
+    /// Declares a node volumes may be attached to. Once any node is declared, attaching to an
+    /// undeclared one is [`Error::UnknownNode`] (as a hypervisor refuses a VM it does not have);
+    /// without declared nodes every node is known.
+    #[must_use]
+    pub fn node(mut self, node: NodeId) -> Self {
+        self.nodes.insert(node);
+        self
+    }
+
     /// Builds the backend.
     pub fn build(self) -> MemoryBackend {
         MemoryBackend {
@@ -87,6 +99,7 @@ impl MemoryBackendBuilder {
             pools: self.pools,
             policies: self.policies,
             allocation: self.allocation,
+            nodes: self.nodes,
         }
     }
 }
@@ -98,6 +111,7 @@ impl MemoryBackend {
             pools: BTreeMap::new(),
             policies: BTreeMap::new(),
             allocation: Allocation::new(1 << 20, 1 << 20).expect("valid default allocation"),
+            nodes: BTreeSet::new(),
         }
     }
 
@@ -169,7 +183,19 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
+    async fn check_node(&self, node: &NodeId) -> Result<()> {
+        if self.nodes.is_empty() || self.nodes.contains(node) {
+            Ok(())
+        } else {
+            Err(Error::UnknownNode {
+                node: node.clone(),
+                reason: "not one of the backend's declared nodes".to_owned(),
+            })
+        }
+    }
+
     async fn attach(&self, id: &VolumeId, node: &NodeId, epoch: Epoch) -> Result<Volume> {
+        self.check_node(node).await?;
         let mut s = self.lock();
         let v = Self::known(&mut s, id)?;
         if rules::decide_attach(v, node, epoch)? == AttachDecision::Attach {
@@ -346,6 +372,9 @@ impl Backend for LaggingListing {
     }
     async fn destroy(&self, id: &VolumeId) -> Result<()> {
         self.inner.destroy(id).await
+    }
+    async fn check_node(&self, node: &NodeId) -> Result<()> {
+        self.inner.check_node(node).await
     }
     async fn attach(&self, id: &VolumeId, node: &NodeId, epoch: Epoch) -> Result<Volume> {
         self.inner.attach(id, node, epoch).await

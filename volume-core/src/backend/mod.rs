@@ -8,6 +8,7 @@
 //! | `destroy` | missing volume: `Ok` | [`Error::AttachedElsewhere`] while attached |
 //! | `attach` | attached to that node: `Ok` | [`Error::UnknownVolume`], [`Error::AttachedElsewhere`], [`Error::StaleEpoch`] |
 //! | `detach` | detached or missing volume: `Ok` | [`Error::StaleEpoch`] |
+//! | `check_node` | – | [`Error::UnknownNode`] |
 //! | `device` | – | [`Error::UnknownVolume`], [`Error::NotAttached`], [`Error::AttachedElsewhere`] |
 //!
 //! Mutating calls carry a fencing [`Epoch`]; a backend records the newest epoch per volume and
@@ -43,6 +44,8 @@ pub(crate) mod fsutil;
 pub mod loopfile;
 pub mod memory;
 pub mod qcow2;
+#[cfg(feature = "qemu-hotplug")]
+pub mod qemu_hotplug;
 pub mod rules;
 #[cfg(feature = "vsphere")]
 pub mod vsphere;
@@ -131,6 +134,15 @@ pub trait Backend: Send + Sync + Debug {
     /// [`Error::AttachedElsewhere`] naming its node: detach first, so data is never destroyed
     /// under a node that uses it.
     async fn destroy(&self, id: &VolumeId) -> Result<()>;
+
+    /// Whether volumes can be attached to `node`: [`Error::UnknownNode`] when the backend
+    /// cannot find it (a VM that does not exist, a node outside a declared set). Read-only: the
+    /// orchestrator asks before it journals a move, so a move to an unknown node changes
+    /// nothing. Default: every node is known.
+    async fn check_node(&self, node: &NodeId) -> Result<()> {
+        let _ = node;
+        Ok(())
+    }
 
     /// Attaches a volume to a node; already attached there is success.
     async fn attach(&self, id: &VolumeId, node: &NodeId, epoch: Epoch) -> Result<Volume>;

@@ -1,10 +1,10 @@
 //! qcow2 images through `qemu-img`: thin volumes with snapshots, clones and resize.
 //!
 //! Images live in `<root>/images/<id>.qcow2` with a JSON sidecar each. Attaching hands the image
-//! to the node through a [`HotPlug`] the caller supplies: a running QEMU VM over QMP
-//! (`blockdev-add` + `device_add`) is the intended one, implemented where the VMs live
-//! (vmenv-core or the examples; this crate must not depend on them). Without a VM,
-//! [`ImageHandoff`] hands the image file itself to the node under an exclusive lock.
+//! to the node through a [`HotPlug`] the caller supplies: with the feature `qemu-hotplug`,
+//! [`QemuHotPlug`](super::qemu_hotplug::QemuHotPlug) hot-plugs it into running QEMU VMs through
+//! vmenv-core's `DiskHotplug` (QMP `blockdev-add` + `device_add` on a `pcie-root-port`). Without
+//! a VM, [`ImageHandoff`] hands the image file itself to the node under an exclusive lock.
 //!
 //! The attachment is recorded in the sidecar before the image is plugged, so a crash between the
 //! two leaves a recorded attachment that [`Backend::device`] completes by plugging again.
@@ -35,6 +35,12 @@ pub trait HotPlug: Send + Sync + Debug {
     async fn plug(&self, node: &NodeId, volume: &VolumeId, image: &Path) -> Result<Device>;
     /// Removes the volume's image from `node`; unplugging an unplugged image is success.
     async fn unplug(&self, node: &NodeId, volume: &VolumeId, image: &Path) -> Result<()>;
+    /// Whether images can be plugged into `node` ([`Error::UnknownNode`] if not); read-only.
+    /// Default: every node.
+    async fn check_node(&self, node: &NodeId) -> Result<()> {
+        let _ = node;
+        Ok(())
+    }
 }
 
 /// A [`HotPlug`] for nodes without a VM: the node gets the image file itself, held under an
@@ -296,7 +302,12 @@ impl Backend for Qcow2Backend {
         Ok(())
     }
 
+    async fn check_node(&self, node: &NodeId) -> Result<()> {
+        self.hotplug.check_node(node).await
+    }
+
     async fn attach(&self, id: &VolumeId, node: &NodeId, epoch: Epoch) -> Result<Volume> {
+        self.hotplug.check_node(node).await?;
         let _l = self.lock_volume(id).await?;
         let mut s = self
             .load(id)?

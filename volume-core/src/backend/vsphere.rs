@@ -43,11 +43,13 @@
 //!
 //! What this backend does not do yet (typed errors say so where they apply):
 //!
-//! - fencing epochs, generations and labels live in the backend instance (and labels also in
-//!   the disk's creation metadata where the server keeps it); writing epochs to the disk's
-//!   metadata (`VCenterUpdateVStorageObjectMetadataEx_Task`, vSphere 7.0.2+) is not built: neither
-//!   vsphere-sim nor vcsim 0.24.2 serves it, so a restarted backend starts again at epoch 0
-//!   (the orchestrator's journal still holds the epochs it issued);
+//! - the backend's own record of each volume's fencing epoch, generation and labels lives in
+//!   the instance (labels also in the disk's creation metadata), so a restarted backend starts
+//!   again at epoch 0. The epochs the orchestrator hands out, its leases and its journal can
+//!   live on the disk itself: [`VcenterStore`](crate::journal::vcenter::VcenterStore) keeps
+//!   them in the disk's metadata (`VCenterUpdateVStorageObjectMetadataEx_Task`, which
+//!   vsphere-sim serves and govmomi's vcsim 0.24.2 does not), shared by every host; such hosts
+//!   build their backends with [`FcdBackend::shared`];
 //! - `AttachDisk_Task` has no disk-mode parameter, so disks attached through it get the mode
 //!   vCenter chooses; only the `ReconfigVM_Task` path sets `independent_persistent`;
 //! - snapshots, clones and placement by policy are [`Error::Unsupported`].
@@ -176,6 +178,9 @@ pub struct FcdBackend {
     create_lock: AsyncMutex<()>,
     attach_disk_missing: AtomicBool,
     detach_disk_missing: AtomicBool,
+    /// Other hosts attach and detach these disks too: attachments are always read from the
+    /// server (see [`FcdBackend::shared`]).
+    shared: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -273,12 +278,41 @@ impl FcdBackend {
             create_lock: AsyncMutex::new(()),
             attach_disk_missing: AtomicBool::new(false),
             detach_disk_missing: AtomicBool::new(false),
+            shared: false,
         })
+    }
+
+    /// Declares that other hosts (other backend instances, other processes) attach and detach
+    /// the same disks, as when several orchestrators share a
+    /// [`VcenterStore`](crate::journal::vcenter::VcenterStore): the instance then never trusts
+    /// its own record of where a volume is attached, and reads it from every VM's devices
+    /// before each decision (one more round trip per attach, detach or read).
+    #[must_use]
+    pub fn shared(mut self) -> Self {
+        self.shared = true;
+        self
     }
 
     /// The client this backend speaks through.
     pub fn client(&self) -> &Arc<Client> {
         &self.client
+    }
+
+    /// Every VM that has the volume's disk among its devices, read from the server now (one
+    /// scan of every VM's `config.hardware.device`, not the bookkeeping): an audit for tests
+    /// and operators. More than one entry would be a double attachment. A volume that does not
+    /// exist is [`Error::UnknownVolume`].
+    pub async fn holders(&self, id: &VolumeId) -> Result<Vec<NodeId>> {
+        let f = self
+            .fcd(id)
+            .await?
+            .ok_or_else(|| Error::UnknownVolume { id: id.clone() })?;
+        let scan = self.scan().await?;
+        Ok(scan
+            .iter()
+            .filter(|vm| vm.disks.iter().any(|d| d.is_fcd(f.id.as_str(), &f.file)))
+            .map(|vm| self.node_of(&vm.vm))
+            .collect())
     }
 
     /// Sends a `*_Task` call and waits for its end through the backend's task filter.
@@ -436,7 +470,9 @@ impl FcdBackend {
     /// with an attach of the same volume would otherwise overwrite the newer truth).
     async fn holder(&self, f: &Fcd, remember: bool) -> Result<Option<Holder>> {
         let known = lock(&self.attachments).get(&f.id).cloned();
-        if let Some(h) = known {
+        if let Some(h) = known
+            && !self.shared
+        {
             return Ok(h);
         }
         let h = Self::holder_in(&self.scan().await?, f);
@@ -867,6 +903,10 @@ impl Backend for FcdBackend {
             self.forget(id);
         }
         Ok(())
+    }
+
+    async fn check_node(&self, node: &NodeId) -> Result<()> {
+        self.resolve(node).await.map(drop)
     }
 
     async fn attach(&self, id: &VolumeId, node: &NodeId, epoch: Epoch) -> Result<Volume> {

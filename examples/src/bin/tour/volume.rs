@@ -1,115 +1,232 @@
-//! The tour's chapter for `volume-core`: a volume moves from one VM to another, crash-safe.
+//! The tour's chapter for `volume-core`: a First Class Disk moves from one VM to another on the
+//! embedded vCenter simulator, each step with its time and its vCenter round trips, then a move
+//! interrupted by a crash is finished by a restarted orchestrator.
 
-use std::io::{Read, Write};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use volume_core::backend::Backend;
-use volume_core::backend::loopfile::{LoopFileBackend, LoopMode};
+use volume_core::backend::vsphere::FcdBackend;
 use volume_core::journal::RedbStore;
 use volume_core::orchestrator::{CrashAt, MovePolicy, Orchestrator};
-use volume_core::{DeviceFormat, NodeId, PoolId, VolumeName, VolumeSpec};
+use volume_core::{NodeId, PoolId, VolumeName, VolumeSpec};
+use vsphere_client::client::{
+    Client, ConnectOptions, HttpResponse, HttpTransport, SoapRequest, Transport,
+};
+use vsphere_client::rpc::BoxFuture;
 
 use crate::{ChapterResult, Outcome};
 
-/// Tells this chapter's story: create a volume on local loop files, attach it to `vm-a`, write
-/// on it, move it to `vm-b` with a crash in the middle of the move, recover, and read the data
-/// back on `vm-b`.
+/// Counts SOAP round trips and the `*_Task` calls among them.
+#[derive(Debug)]
+struct Counter {
+    inner: HttpTransport,
+    trips: AtomicU64,
+    tasks: AtomicU64,
+}
+
+/// The method a SOAP request envelope calls: the first element inside `Body`.
+fn soap_method(body: &str) -> &str {
+    let Some(i) = body.find("Body>") else {
+        return "";
+    };
+    let rest = &body[i + 5..];
+    let Some(start) = rest.find('<') else {
+        return "";
+    };
+    let name = &rest[start + 1..];
+    let end = name.find([' ', '>', '/']).unwrap_or(name.len());
+    let name = &name[..end];
+    name.rsplit(':').next().unwrap_or(name)
+}
+
+impl Counter {
+    fn take(&self) -> (u64, u64) {
+        (
+            self.trips.swap(0, Ordering::SeqCst),
+            self.tasks.swap(0, Ordering::SeqCst),
+        )
+    }
+}
+
+impl Transport for Counter {
+    fn post_soap<'a>(
+        &'a self,
+        request: SoapRequest<'a>,
+    ) -> BoxFuture<'a, Result<HttpResponse, vsphere_client::Error>> {
+        self.trips.fetch_add(1, Ordering::SeqCst);
+        if soap_method(&request.body).ends_with("_Task") {
+            self.tasks.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inner.post_soap(request)
+    }
+
+    fn get<'a>(
+        &'a self,
+        url: &'a url::Url,
+        timeout: std::time::Duration,
+    ) -> BoxFuture<'a, Result<HttpResponse, vsphere_client::Error>> {
+        self.trips.fetch_add(1, Ordering::SeqCst);
+        self.inner.get(url, timeout)
+    }
+}
+
+/// Tells this chapter's story.
 pub(crate) fn run() -> ChapterResult {
     println!("   volume-core: {}", volume_core::CAPABILITY);
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()?;
     rt.block_on(story())
 }
 
-async fn story() -> ChapterResult {
-    let root = std::env::temp_dir().join(format!("tour-volume-{}", std::process::id()));
-    let mode = LoopMode::detect();
-    let pool = PoolId::new("local")?;
-    let backend: Arc<dyn Backend> =
-        Arc::new(LoopFileBackend::new(root.join("data"), mode)?.with_pool(pool.clone(), None));
-    let journal = root.join("journal.redb");
-    let (vm_a, vm_b) = (NodeId::new("vm-a")?, NodeId::new("vm-b")?);
+fn show(step: &str, t: Instant, counter: &Counter, detail: &str) {
+    let (trips, tasks) = counter.take();
     println!(
-        "   backend: local loop files ({}) under {}",
-        if mode == LoopMode::Losetup {
-            "loop devices"
-        } else {
-            "node directories, no root"
-        },
-        root.display()
+        "   {step:<18} {:>7.1} ms  {trips:>2} vCenter round trips, {tasks} task{}  {detail}",
+        t.elapsed().as_secs_f64() * 1000.0,
+        if tasks == 1 { "" } else { "s" }
     );
+}
+
+async fn story() -> ChapterResult {
+    let sim = vsphere_sim::Simulator::builder().start().await?;
+    let options = ConnectOptions::new(&sim.url_with_credentials())?;
+    let counter = Arc::new(Counter {
+        inner: HttpTransport::new(options.tls())?,
+        trips: AtomicU64::new(0),
+        tasks: AtomicU64::new(0),
+    });
+    let client = Arc::new(Client::connect_with(options, counter.clone()).await?);
+    let pool = PoolId::new("LocalDS_0")?;
+    let backend = Arc::new(FcdBackend::connect(client.clone(), [pool.clone()]).await?);
+    let datastore = client
+        .finder()
+        .await?
+        .one("datastore", &["Datastore"], Some("LocalDS_0"), None)?
+        .reference
+        .clone();
+    let root = std::env::temp_dir().join(format!("tour-volume-{}", std::process::id()));
+    std::fs::create_dir_all(&root)?;
+    let journal = root.join("journal.redb");
+    let (vm_a, vm_b) = (NodeId::new("DC0_H0_VM0")?, NodeId::new("DC0_H0_VM1")?);
+    println!(
+        "   First Class Disks on datastore {pool} of the embedded vCenter simulator; VM A is \
+         {vm_a}, VM B is {vm_b}; the journal is {}",
+        journal.display()
+    );
+    counter.take();
 
     let t = Instant::now();
     let v = backend
-        .create(&VolumeSpec::new(VolumeName::new("pgdata")?, pool, 32 << 20))
+        .create(&VolumeSpec::new(VolumeName::new("pgdata")?, pool, 64 << 20))
         .await?;
-    println!(
-        "   created {} ({} MiB) in {:?}",
-        v.name,
-        v.size_bytes >> 20,
-        t.elapsed()
+    show(
+        "create",
+        t,
+        &counter,
+        &format!("{} ({} MiB, keepAfterDeleteVm)", v.id, v.size_bytes >> 20),
     );
 
-    let store = Arc::new(RedbStore::open(&journal)?);
-    let orch = Orchestrator::new(backend.clone(), store);
+    let orch = Orchestrator::new(backend.clone(), Arc::new(RedbStore::open(&journal)?));
+    let t = Instant::now();
     let lease = orch.move_volume(&v.id, &vm_a, MovePolicy::Polite).await?;
-    let dev = orch.device(&v.id, &vm_a).await?;
-    if dev.format == DeviceFormat::Raw {
-        let mut f = std::fs::OpenOptions::new().write(true).open(&dev.path)?;
-        f.write_all(b"hello from vm-a")?;
-        f.sync_all()?;
-    }
-    println!(
-        "   attached to vm-a at {} (epoch {}), wrote 15 bytes",
-        dev.path.display(),
-        lease.epoch
+    show(
+        "attach to VM A",
+        t,
+        &counter,
+        &format!("lease for {vm_a} at epoch {}", lease.epoch),
+    );
+
+    // The label goes into the disk's own metadata, so it travels with the disk.
+    let t = Instant::now();
+    client
+        .disks()?
+        .update_metadata(
+            v.id.as_str(),
+            &datastore,
+            &[("volume-core.label.written-on", vm_a.as_str())],
+            &[],
+        )
+        .await?;
+    show(
+        "label on VM A",
+        t,
+        &counter,
+        "volume-core.label.written-on in the disk's metadata",
     );
     orch.release(&v.id, &vm_a).await?;
+    counter.take();
+
+    let t = Instant::now();
+    let lease = orch.move_volume(&v.id, &vm_b, MovePolicy::Polite).await?;
+    show(
+        "move to VM B",
+        t,
+        &counter,
+        &format!("detach, attach; lease for {vm_b} at epoch {}", lease.epoch),
+    );
+
+    let t = Instant::now();
+    let disk = client.disks()?.retrieve(v.id.as_str(), &datastore).await?;
+    let label = disk
+        .config
+        .as_ref()
+        .and_then(|c| {
+            c.base_config_info
+                .metadata
+                .iter()
+                .find(|kv| kv.key == "volume-core.label.written-on")
+        })
+        .map(|kv| kv.value.clone())
+        .ok_or("the label did not travel with the disk")?;
+    if label != vm_a.as_str() {
+        return Err(format!("the label reads {label:?}").into());
+    }
+    let device = orch.device(&v.id, &vm_b).await?;
+    show(
+        "read on VM B",
+        t,
+        &counter,
+        &format!("label {label:?}; the guest sees {}", device.path.display()),
+    );
+    if orch.device(&v.id, &vm_a).await.is_ok() {
+        return Err("VM A still holds the volume".into());
+    }
+    orch.release(&v.id, &vm_b).await?;
     drop(orch);
 
-    // The move to vm-b crashes right after the detach, before the attach.
-    let store = Arc::new(RedbStore::open(&journal)?);
-    let crashing =
-        Orchestrator::new(backend.clone(), store).with_hook(Arc::new(CrashAt::new("after-detach")));
-    let Err(crash) = crashing.move_volume(&v.id, &vm_b, MovePolicy::Polite).await else {
+    // The move back crashes after the detach, before the attach; a restart finishes it.
+    let crashing = Orchestrator::new(backend.clone(), Arc::new(RedbStore::open(&journal)?))
+        .with_hook(Arc::new(CrashAt::new("after-detach")));
+    let Err(crash) = crashing.move_volume(&v.id, &vm_a, MovePolicy::Polite).await else {
         return Err("the injected crash did not fire".into());
     };
     let now = backend.get(&v.id).await?.ok_or("the volume was lost")?;
     println!(
-        "   move to vm-b: {crash}; the volume is attached to {:?}, the journal holds {} move",
+        "   move back to VM A: {crash}; the disk is attached to {:?}, the journal holds {} move",
         now.attached_to.as_ref().map(NodeId::as_str),
         crashing.pending().await?.len()
     );
     drop(crashing);
-
-    // A fresh orchestrator over the same journal rolls the move forward.
-    let store = Arc::new(RedbStore::open(&journal)?);
-    let orch = Orchestrator::new(backend.clone(), store);
+    counter.take();
+    let orch = Orchestrator::new(backend.clone(), Arc::new(RedbStore::open(&journal)?));
     let t = Instant::now();
     let finished = orch.recover().await?;
     let lease = orch.lease(&v.id).await?.ok_or("no lease after recovery")?;
-    println!(
-        "   restart: recovered {finished} move in {:?}; vm-b holds the lease at epoch {}",
-        t.elapsed(),
-        lease.epoch
+    show(
+        "restart + recover",
+        t,
+        &counter,
+        &format!(
+            "{finished} move finished; {} holds the lease at epoch {}",
+            lease.holder, lease.epoch
+        ),
     );
-    if let Err(e) = orch.device(&v.id, &vm_a).await {
-        println!("   vm-a is fenced: {e}");
-    }
-    let dev = orch.device(&v.id, &vm_b).await?;
-    if dev.format == DeviceFormat::Raw {
-        let mut buf = [0u8; 15];
-        std::fs::File::open(&dev.path)?.read_exact(&mut buf)?;
-        println!(
-            "   vm-b reads {:?} from {}",
-            String::from_utf8_lossy(&buf),
-            dev.path.display()
-        );
-        if &buf != b"hello from vm-a" {
-            return Err("the data did not follow the volume".into());
-        }
+    if lease.holder != vm_a {
+        return Err("the recovered move did not reach VM A".into());
     }
     orch.destroy(&v.id, MovePolicy::Preempt).await?;
     drop(orch);
