@@ -3,6 +3,7 @@
  * reset), and listing the VMs (name, power state) of a vCenter with vsdk_client_list, reading
  * every value. Prints one `figure value` line per measurement.
  * Usage: boundary URL N_CHEAP N_LIST */
+#define _POSIX_C_SOURCE 199309L /* clock_gettime under -std=c11 */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
