@@ -12,7 +12,7 @@
 /**
  * The result of every fallible `vsdk_` function. `VSDK_RESULT_OK` (0) is success; the other
  * codes are grouped: 1-99 the boundary itself, 1000s vSphere, 2000s volumes, 3000s
- * pipelines. On failure, [`vsdk_last_error`] describes the error.
+ * pipelines, 4000s environments. On failure, [`vsdk_last_error`] describes the error.
  */
 typedef enum vsdk_result {
   /**
@@ -60,7 +60,7 @@ typedef enum vsdk_result {
    */
   VSDK_RESULT_CONNECT = 1000,
   /**
-   * A vSphere call timed out.
+   * A deadline passed: a vSphere call, or a VM that got no address in time.
    */
   VSDK_RESULT_TIMEOUT = 1001,
   /**
@@ -148,7 +148,70 @@ typedef enum vsdk_result {
    * The run is not in a state for this (resuming a run that succeeded, ...).
    */
   VSDK_RESULT_INVALID_RUN_STATE = 3004,
+  /**
+   * No VM of this name (in the environment, or on the backend).
+   */
+  VSDK_RESULT_UNKNOWN_VM = 4000,
+  /**
+   * A VM of this name exists already.
+   */
+  VSDK_RESULT_VM_EXISTS = 4001,
+  /**
+   * The VM is in the wrong state for this (destroying a running VM, ...).
+   */
+  VSDK_RESULT_VM_WRONG_STATE = 4002,
+  /**
+   * The environment is invalid: its YAML, a VM's spec, a template that does not exist,
+   * existing VMs that differ from the file, the backend's folder or resource pool.
+   */
+  VSDK_RESULT_INVALID_ENVIRONMENT = 4003,
+  /**
+   * Another hypervisor error (a host tool, QEMU's monitor, a remote API).
+   */
+  VSDK_RESULT_HYPERVISOR = 4004,
 } vsdk_result;
+
+/**
+ * A VM's state, in Docker Machine's state set (as `vmenv-core` reports it).
+ */
+typedef enum vsdk_vm_state {
+  /**
+   * Not created (unknown to the backend).
+   */
+  VSDK_VM_STATE_NONE = 0,
+  /**
+   * Running.
+   */
+  VSDK_VM_STATE_RUNNING = 1,
+  /**
+   * Paused (CPUs stopped, memory kept).
+   */
+  VSDK_VM_STATE_PAUSED = 2,
+  /**
+   * Saved (suspended to disk).
+   */
+  VSDK_VM_STATE_SAVED = 3,
+  /**
+   * Powered off.
+   */
+  VSDK_VM_STATE_STOPPED = 4,
+  /**
+   * Shutting down.
+   */
+  VSDK_VM_STATE_STOPPING = 5,
+  /**
+   * Booting.
+   */
+  VSDK_VM_STATE_STARTING = 6,
+  /**
+   * In an error state (or a state this library does not know).
+   */
+  VSDK_VM_STATE_ERROR = 7,
+  /**
+   * The backend did not answer in time.
+   */
+  VSDK_VM_STATE_TIMEOUT = 8,
+} vsdk_vm_state;
 
 /**
  * How a run call left the run.
@@ -214,6 +277,17 @@ typedef enum vsdk_run_status {
 typedef struct vsdk_client vsdk_client;
 
 /**
+ * A parsed, validated environment on a hypervisor. Free it with [`vsdk_env_free`].
+ */
+typedef struct vsdk_env vsdk_env;
+
+/**
+ * A hypervisor backend: the vSphere backend on a connected client, or local QEMU. Free it
+ * with [`vsdk_hypervisor_free`].
+ */
+typedef struct vsdk_hypervisor vsdk_hypervisor;
+
+/**
  * An owned list of inventory objects, each with its type, its managed object id (moref,
  * `vm-42`) and the properties asked for as name/value strings (see [`vsdk_client_list`]).
  * Free it with [`vsdk_objects_free`]; every string it hands out is borrowed from it.
@@ -244,6 +318,12 @@ typedef struct vsdk_sim vsdk_sim;
 typedef struct vsdk_strings vsdk_strings;
 
 /**
+ * An owned list of VM records, from [`vsdk_env_status`]. Free it with
+ * [`vsdk_vm_list_free`].
+ */
+typedef struct vsdk_vm_list vsdk_vm_list;
+
+/**
  * Volumes on one backend and pool, with a journal (for moves that survive crashes) in a
  * state directory. Free it with [`vsdk_volumes_free`].
  */
@@ -254,6 +334,30 @@ typedef struct vsdk_volumes vsdk_volumes;
  * `user_data` first and one event line (borrowed, valid during the callback only).
  */
 typedef void (*vsdk_event_callback)(void *user_data, const char *event);
+
+/**
+ * One VM of an environment, as [`vsdk_vm_list_get`] and [`vsdk_vm_list_find`] copy it out.
+ * The strings are borrowed from the list and live until it is freed.
+ */
+typedef struct vsdk_vm_record {
+  /**
+   * The VM's name, as in the environment file.
+   */
+  const char *name;
+  /**
+   * Its state.
+   */
+  enum vsdk_vm_state state;
+  /**
+   * The backend's own word for the state (`poweredOn`, `running`, `not created`, ...).
+   */
+  const char *raw_state;
+  /**
+   * The guest's IP address (`10.0.0.7`), or NULL when it has none (not running, or not
+   * known yet).
+   */
+  const char *ip;
+} vsdk_vm_record;
 
 #ifdef __cplusplus
 extern "C" {
@@ -485,8 +589,198 @@ enum vsdk_result vsdk_fcd_delete(const struct vsdk_client *client,
                                  const char *datastore_name);
 
 /**
- * Opens (creating it if missing) the pipeline state directory `state_dir`. Pipelines run
- * the built-in task kinds (Shell, Poll, REST, artifacts; see pipeline-core).
+ * The vSphere backend on the session of `client`: VMs are clones of template VMs (an
+ * environment's `template:` is an inventory path such as `/DC0/vm/DC0_H0_VM0`, or a VM name in
+ * the folder), made in the VM folder `folder` (an inventory path, `/DC0/vm`) and run in the
+ * resource pool `resource_pool` (`/DC0/host/DC0_C0/Resources`). A VM's address is the one
+ * VMware Tools report; with `ssh_port` not 0, `up` also waits until that port accepts a
+ * connection. Shared folders, port forwards and disk images are `VSDK_RESULT_UNSUPPORTED` on
+ * vSphere (VMs are routable). The handle shares the client's session and runtime: free it
+ * (and its environments) before disconnecting the client.
+ *
+ * A folder or pool that does not exist is `VSDK_RESULT_INVALID_ENVIRONMENT`.
+ *
+ * # Safety
+ *
+ * `client` NULL or a live handle; strings NULL or NUL-terminated; `out_hypervisor` NULL or
+ * writable.
+ */
+enum vsdk_result vsdk_hypervisor_open_vsphere(const struct vsdk_client *client,
+                                              const char *folder,
+                                              const char *resource_pool,
+                                              uint16_t ssh_port,
+                                              struct vsdk_hypervisor **out_hypervisor);
+
+/**
+ * The local QEMU backend: VMs live under `root_dir` (keep the path short: QEMU's monitor
+ * sockets must fit in 107 bytes), run under TCG with user-mode networking, and get a
+ * copy-on-write overlay on their `image:` (an absolute qcow2 or raw disk). With `guest_dir`
+ * (may be NULL) the template `tiny` is the SDK's test guest, built from Debian packages by
+ * `vmenv-core/guest/build.sh` into that directory (or reused from it: the script caches; it
+ * needs the SDK's source tree and the packages listed in the README).
+ *
+ * Without `qemu-system-x86_64` and `qemu-img` this is `VSDK_RESULT_UNSUPPORTED`. Nothing
+ * boots until [`vsdk_env_up`].
+ *
+ * # Safety
+ *
+ * Strings NULL or NUL-terminated; `out_hypervisor` NULL or writable.
+ */
+enum vsdk_result vsdk_hypervisor_open_qemu(const char *root_dir,
+                                           const char *guest_dir,
+                                           struct vsdk_hypervisor **out_hypervisor);
+
+/**
+ * The backend's kind: `"vsphere"` or `"qemu"`. Borrowed, static.
+ *
+ * # Safety
+ *
+ * `hypervisor` NULL or a live handle; `out_kind` NULL or writable.
+ */
+enum vsdk_result vsdk_hypervisor_kind(const struct vsdk_hypervisor *hypervisor,
+                                      const char **out_kind);
+
+/**
+ * Frees a hypervisor handle (its VMs keep running; environments opened on it stay usable).
+ * NULL is a no-op.
+ *
+ * # Safety
+ *
+ * `hypervisor` is NULL or a handle that was not freed yet.
+ */
+void vsdk_hypervisor_free(struct vsdk_hypervisor *hypervisor);
+
+/**
+ * Reads and validates the environment file at `path` (YAML: `vms:` mapping names to
+ * `template`/`image`, `cpus`, `memory`, `shared_folders`, `ports`, `docker`; see the README)
+ * for the backend `hypervisor`. Relative host paths are resolved against the file's
+ * directory. A file that cannot be read is `VSDK_RESULT_IO`; invalid YAML, an unknown key or
+ * an invalid VM `VSDK_RESULT_INVALID_ENVIRONMENT`. Nothing is created until
+ * [`vsdk_env_up`].
+ *
+ * # Safety
+ *
+ * `hypervisor` NULL or a live handle; `path` NULL or NUL-terminated; `out_env` NULL or
+ * writable.
+ */
+enum vsdk_result vsdk_env_load(const struct vsdk_hypervisor *hypervisor,
+                               const char *path,
+                               struct vsdk_env **out_env);
+
+/**
+ * [`vsdk_env_load`] from YAML text; relative host paths are resolved against `base_dir`
+ * (may be NULL: the current directory).
+ *
+ * # Safety
+ *
+ * `hypervisor` NULL or a live handle; strings NULL or NUL-terminated; `out_env` NULL or
+ * writable.
+ */
+enum vsdk_result vsdk_env_parse(const struct vsdk_hypervisor *hypervisor,
+                                const char *yaml,
+                                const char *base_dir,
+                                struct vsdk_env **out_env);
+
+/**
+ * Frees an environment handle (its VMs stay as they are). NULL is a no-op.
+ *
+ * # Safety
+ *
+ * `env` is NULL or a handle that was not freed yet.
+ */
+void vsdk_env_free(struct vsdk_env *env);
+
+/**
+ * Converges the environment: creates the VMs that are missing, starts those that are
+ * stopped, leaves those that run and match; then waits, at most `ip_timeout_ms` per VM,
+ * until each has an address. Progress goes to `progress` (may be NULL) as lines
+ * `creating web`, `started web`, `boot web <phase>`, `ip web 10.0.0.7`, `unchanged web`.
+ *
+ * An existing VM that differs from the file is `VSDK_RESULT_INVALID_ENVIRONMENT` and nothing
+ * is changed; a template that does not exist is `VSDK_RESULT_INVALID_ENVIRONMENT`; a VM
+ * without an address in time `VSDK_RESULT_TIMEOUT`; what the backend cannot do (shared
+ * folders on vSphere, ...) `VSDK_RESULT_UNSUPPORTED`.
+ *
+ * # Safety
+ *
+ * `env` NULL or a live handle; `progress` NULL or a function valid during the call.
+ */
+enum vsdk_result vsdk_env_up(const struct vsdk_env *env,
+                             uint64_t ip_timeout_ms,
+                             vsdk_event_callback progress,
+                             void *user_data);
+
+/**
+ * The state of every VM the environment names, in name order: `*out_vms` is a new list of
+ * records (name, state, the backend's raw state, the guest's IP address or NULL). A running
+ * VM is asked for its address for at most a quarter of a second.
+ *
+ * # Safety
+ *
+ * `env` NULL or a live handle; `out_vms` NULL or writable.
+ */
+enum vsdk_result vsdk_env_status(const struct vsdk_env *env, struct vsdk_vm_list **out_vms);
+
+/**
+ * Stops every VM the environment names (gracefully, within `grace_ms`, then hard) and
+ * destroys it; VMs that do not exist are skipped. Progress goes to `progress` (may be NULL)
+ * as lines `stopped web`, `destroyed web`.
+ *
+ * # Safety
+ *
+ * `env` NULL or a live handle; `progress` NULL or a function valid during the call.
+ */
+enum vsdk_result vsdk_env_down(const struct vsdk_env *env,
+                               uint64_t grace_ms,
+                               vsdk_event_callback progress,
+                               void *user_data);
+
+/**
+ * The number of records in `vms`.
+ *
+ * # Safety
+ *
+ * `vms` NULL or a live list; `out_len` NULL or writable.
+ */
+enum vsdk_result vsdk_vm_list_len(const struct vsdk_vm_list *vms, size_t *out_len);
+
+/**
+ * Copies record `index` of `vms` into `*out_vm` (its strings are borrowed from the list).
+ *
+ * # Safety
+ *
+ * `vms` NULL or a live list; `out_vm` NULL or writable.
+ */
+enum vsdk_result vsdk_vm_list_get(const struct vsdk_vm_list *vms,
+                                  size_t index,
+                                  struct vsdk_vm_record *out_vm);
+
+/**
+ * Copies the record of the VM named `name` into `*out_vm`; a name the list does not hold is
+ * `VSDK_RESULT_UNKNOWN_VM`.
+ *
+ * # Safety
+ *
+ * `vms` NULL or a live list; `name` NULL or NUL-terminated; `out_vm` NULL or writable.
+ */
+enum vsdk_result vsdk_vm_list_find(const struct vsdk_vm_list *vms,
+                                   const char *name,
+                                   struct vsdk_vm_record *out_vm);
+
+/**
+ * Frees a VM list. NULL is a no-op.
+ *
+ * # Safety
+ *
+ * `vms` is NULL or a list from [`vsdk_env_status`] that was not freed yet.
+ */
+void vsdk_vm_list_free(struct vsdk_vm_list *vms);
+
+/**
+ * Opens (creating it if missing) the pipeline state directory `state_dir`, set up as the
+ * `pipeline-run` command line sets it up (journal in `journal/`, artifact repository in
+ * `artifacts/`, working directories in `work/`). Pipelines run the built-in task kinds
+ * (Shell, Poll, REST, Git, artifacts; see pipeline-core).
  *
  * # Safety
  *
@@ -549,10 +843,29 @@ enum vsdk_result vsdk_pipeline_name(const struct vsdk_pipeline *pipeline, const 
 void vsdk_pipeline_free(struct vsdk_pipeline *pipeline);
 
 /**
- * Starts a run of `pipeline` as user `user` with inputs `inputs[0..n_inputs]` (`"key=value"`
- * strings) and drives it until it succeeds, fails, is cancelled, pauses or waits for an
- * approval, sending its events to `events` (may be NULL). Its working directory is under
- * the state directory (`work/`).
+ * Creates a run of `pipeline` as user `user` with inputs `inputs[0..n_inputs]`
+ * (`"key=value"` strings), journaled but not driven yet: `*out_run` is its id (free it with
+ * [`vsdk_string_free`](crate::vsdk_string_free)). Drive it with [`vsdk_pipeline_drive`]
+ * (for instance on another thread, so this one can pause or cancel it). Its working
+ * directory is under the state directory (`work/`). Unknown or missing mandatory inputs are
+ * `VSDK_RESULT_INVALID_PIPELINE`.
+ *
+ * # Safety
+ *
+ * Handles NULL or live; strings NULL or NUL-terminated; `inputs` NULL (with `n_inputs` 0)
+ * or `n_inputs` strings; `out_run` NULL or writable.
+ */
+enum vsdk_result vsdk_pipeline_start(const struct vsdk_pipelines *pipelines,
+                                     const struct vsdk_pipeline *pipeline,
+                                     const char *const *inputs,
+                                     size_t n_inputs,
+                                     const char *user,
+                                     char **out_run);
+
+/**
+ * Starts a run of `pipeline` ([`vsdk_pipeline_start`]) and drives it until it succeeds,
+ * fails, is cancelled, pauses or waits for an approval, sending its events to `events` (may
+ * be NULL).
  *
  * On success (the call worked, whatever the run's outcome) `*out_run` is the run's id (free
  * it with [`vsdk_string_free`](crate::vsdk_string_free)), `*out_outcome` how it stopped,
@@ -577,6 +890,22 @@ enum vsdk_result vsdk_pipeline_run(const struct vsdk_pipelines *pipelines,
                                    struct vsdk_strings **out_waiting);
 
 /**
+ * Drives run `run` from where its journal ends (a run made by [`vsdk_pipeline_start`], or one
+ * a crash interrupted) as [`vsdk_pipeline_run`] does. A run another call is driving is
+ * `VSDK_RESULT_INVALID_RUN_STATE`; a finished run reports how it finished.
+ *
+ * # Safety
+ *
+ * As [`vsdk_pipeline_run`].
+ */
+enum vsdk_result vsdk_pipeline_drive(const struct vsdk_pipelines *pipelines,
+                                     const char *run,
+                                     vsdk_event_callback events,
+                                     void *user_data,
+                                     enum vsdk_run_outcome *out_outcome,
+                                     struct vsdk_strings **out_waiting);
+
+/**
  * Records the decision of `user` on approval request `request` of run `run` (`approve`
  * true to approve, false to reject; `comment` may be NULL), then drives the run on as
  * [`vsdk_pipeline_run`] does. A refused decision (the initiator approving their own run, a
@@ -599,8 +928,8 @@ enum vsdk_result vsdk_pipeline_approve(const struct vsdk_pipelines *pipelines,
                                        struct vsdk_strings **out_waiting);
 
 /**
- * Resumes run `run` (failed, paused or interrupted) from where its journal ends, without
- * rerunning the tasks that succeeded, and drives it as [`vsdk_pipeline_run`] does.
+ * Resumes run `run` (failed, cancelled, paused or interrupted) from where its journal ends,
+ * without rerunning the tasks that succeeded, and drives it as [`vsdk_pipeline_run`] does.
  *
  * # Safety
  *
@@ -612,6 +941,44 @@ enum vsdk_result vsdk_pipeline_resume(const struct vsdk_pipelines *pipelines,
                                       void *user_data,
                                       enum vsdk_run_outcome *out_outcome,
                                       struct vsdk_strings **out_waiting);
+
+/**
+ * Asks run `run` to pause (`reason` may be NULL). The request is journaled: running tasks
+ * finish, nothing new starts, and the call driving the run (on another thread, or the next
+ * one: a run parked on approvals pauses when it is driven on) returns
+ * `VSDK_RUN_OUTCOME_PAUSED`. Continue with [`vsdk_pipeline_resume`].
+ *
+ * It may be called from any thread while another thread's call drives the run (not from a
+ * callback: `VSDK_RESULT_REENTRANT`). An unknown run is `VSDK_RESULT_UNKNOWN_RUN`; a finished
+ * one `VSDK_RESULT_INVALID_RUN_STATE`.
+ *
+ * # Safety
+ *
+ * `pipelines` NULL or a live handle; strings NULL or NUL-terminated.
+ */
+enum vsdk_result vsdk_pipeline_pause(const struct vsdk_pipelines *pipelines,
+                                     const char *run,
+                                     const char *reason);
+
+/**
+ * Cancels run `run` (`reason` may be NULL): gracefully (running tasks get SIGTERM and a
+ * grace period; `finally` tasks still run) or, with `hard`, at once (running tasks are
+ * killed). The request is journaled; the call driving the run (on another thread) returns
+ * `VSDK_RUN_OUTCOME_CANCELLED`. A run that no call drives (parked on approvals, or paused) is
+ * finished here, so its status is `VSDK_RUN_STATUS_CANCELLED` when this returns.
+ *
+ * It may be called from any thread while another thread's call drives the run (not from a
+ * callback: `VSDK_RESULT_REENTRANT`). An unknown run is `VSDK_RESULT_UNKNOWN_RUN`; a finished
+ * one `VSDK_RESULT_INVALID_RUN_STATE`.
+ *
+ * # Safety
+ *
+ * `pipelines` NULL or a live handle; strings NULL or NUL-terminated.
+ */
+enum vsdk_result vsdk_pipeline_cancel(const struct vsdk_pipelines *pipelines,
+                                      const char *run,
+                                      bool hard,
+                                      const char *reason);
 
 /**
  * The status of run `run`: `*out_status`, and, if `out_json` is not NULL, `*out_json` the

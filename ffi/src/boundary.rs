@@ -11,7 +11,7 @@ use crate::error::Error;
 
 /// The result of every fallible `vsdk_` function. `VSDK_RESULT_OK` (0) is success; the other
 /// codes are grouped: 1-99 the boundary itself, 1000s vSphere, 2000s volumes, 3000s
-/// pipelines. On failure, [`vsdk_last_error`] describes the error.
+/// pipelines, 4000s environments. On failure, [`vsdk_last_error`] describes the error.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum vsdk_result {
@@ -37,7 +37,7 @@ pub enum vsdk_result {
     Simulator = 9,
     /// vSphere could not be reached (connection refused, DNS, TLS, an HTTP error status).
     Connect = 1000,
-    /// A vSphere call timed out.
+    /// A deadline passed: a vSphere call, or a VM that got no address in time.
     Timeout = 1001,
     /// vSphere refused the user name or password.
     LoginFailed = 1002,
@@ -82,6 +82,17 @@ pub enum vsdk_result {
     Pipeline = 3003,
     /// The run is not in a state for this (resuming a run that succeeded, ...).
     InvalidRunState = 3004,
+    /// No VM of this name (in the environment, or on the backend).
+    UnknownVm = 4000,
+    /// A VM of this name exists already.
+    VmExists = 4001,
+    /// The VM is in the wrong state for this (destroying a running VM, ...).
+    VmWrongState = 4002,
+    /// The environment is invalid: its YAML, a VM's spec, a template that does not exist,
+    /// existing VMs that differ from the file, the backend's folder or resource pool.
+    InvalidEnvironment = 4003,
+    /// Another hypervisor error (a host tool, QEMU's monitor, a remote API).
+    Hypervisor = 4004,
 }
 
 thread_local! {
@@ -152,6 +163,11 @@ pub extern "C" fn vsdk_result_name(result: vsdk_result) -> *const c_char {
         vsdk_result::InvalidPipeline => c"VSDK_RESULT_INVALID_PIPELINE",
         vsdk_result::Pipeline => c"VSDK_RESULT_PIPELINE",
         vsdk_result::InvalidRunState => c"VSDK_RESULT_INVALID_RUN_STATE",
+        vsdk_result::UnknownVm => c"VSDK_RESULT_UNKNOWN_VM",
+        vsdk_result::VmExists => c"VSDK_RESULT_VM_EXISTS",
+        vsdk_result::VmWrongState => c"VSDK_RESULT_VM_WRONG_STATE",
+        vsdk_result::InvalidEnvironment => c"VSDK_RESULT_INVALID_ENVIRONMENT",
+        vsdk_result::Hypervisor => c"VSDK_RESULT_HYPERVISOR",
     };
     name.as_ptr()
 }

@@ -68,6 +68,9 @@ pub enum Error {
     /// An error of `pipeline-core`.
     #[error(transparent)]
     Pipeline(#[from] pipeline_core::Error),
+    /// An error of `vmenv-core`.
+    #[error(transparent)]
+    Vmenv(#[from] vmenv_core::Error),
 }
 
 impl Error {
@@ -101,6 +104,7 @@ impl Error {
             Self::Sim(_) => vsdk_result::Simulator,
             Self::Volume(e) => volume_code(e),
             Self::Pipeline(e) => pipeline_code(e),
+            Self::Vmenv(e) => vmenv_code(e),
         }
     }
 
@@ -173,6 +177,24 @@ fn pipeline_code(e: &pipeline_core::Error) -> vsdk_result {
     }
 }
 
+fn vmenv_code(e: &vmenv_core::Error) -> vsdk_result {
+    use vmenv_core::Error as E;
+    match e {
+        E::Unsupported { .. } => vsdk_result::Unsupported,
+        E::Invalid { .. } | E::Environment { .. } => vsdk_result::InvalidEnvironment,
+        E::NotFound { .. } => vsdk_result::UnknownVm,
+        E::AlreadyExists { .. } => vsdk_result::VmExists,
+        E::WrongState { .. } => vsdk_result::VmWrongState,
+        E::Timeout { .. } => vsdk_result::Timeout,
+        E::Io { .. } => vsdk_result::Io,
+        // The vSphere backend's calls: the client's own error says what went wrong.
+        E::Remote { source, .. } => source
+            .downcast_ref::<vsphere_client::Error>()
+            .map_or(vsdk_result::Hypervisor, vsphere_code),
+        _ => vsdk_result::Hypervisor,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Error;
@@ -191,6 +213,17 @@ mod tests {
         assert_eq!(e.code(), vsdk_result::UnknownVolume);
         let e = Error::from(pipeline_core::Error::RunNotFound("r".to_owned()));
         assert_eq!(e.code(), vsdk_result::UnknownRun);
+        let e = Error::from(vmenv_core::Error::NotFound {
+            name: "web".to_owned(),
+        });
+        assert_eq!(e.code(), vsdk_result::UnknownVm);
+        // A vSphere backend call that failed keeps the client's code.
+        let e = Error::from(vmenv_core::Error::Remote {
+            op: "PowerOnVM_Task",
+            source: Box::new(vsphere_client::Error::Timeout { what: "SOAP call" }),
+        });
+        assert_eq!(e.code(), vsdk_result::Timeout);
+        assert_eq!(e.chain(), "PowerOnVM_Task failed: SOAP call timed out");
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! (`vsdk_sim_*`), connect to vSphere and disconnect (`vsdk_client_*`), list inventory objects
 //! with chosen properties (`vsdk_client_list`, `vsdk_objects_*`), First Class Disks
 //! (`vsdk_fcd_*`), volumes that move between nodes on a chosen backend (`vsdk_volumes_*`,
-//! `vsdk_volume_*`) and pipelines with approvals (`vsdk_pipelines_*`, `vsdk_pipeline_*`).
+//! `vsdk_volume_*`), environments of VMs on the vSphere or QEMU backend (`vsdk_hypervisor_*`,
+//! `vsdk_env_*`, `vsdk_vm_list_*`) and pipelines with approvals, pause and cancel
+//! (`vsdk_pipelines_*`, `vsdk_pipeline_*`).
 //!
 //! # API conventions
 //!
@@ -18,8 +20,9 @@
 //!   clears or replaces it, so the returned pointer is borrowed and valid until the next
 //!   `vsdk_` call on that thread.
 //! - **Ownership.** Handles (`vsdk_sim`, `vsdk_client`, `vsdk_objects`, `vsdk_strings`,
-//!   `vsdk_volumes`, `vsdk_pipelines`, `vsdk_pipeline`) are opaque; each has one function
-//!   that frees it, to be called exactly once, and every free function accepts NULL.
+//!   `vsdk_volumes`, `vsdk_hypervisor`, `vsdk_env`, `vsdk_vm_list`, `vsdk_pipelines`,
+//!   `vsdk_pipeline`) are opaque; each has one function that frees it, to be called exactly
+//!   once, and every free function accepts NULL.
 //!   `char *` results (ids, JSON) are owned by the caller and freed with
 //!   [`vsdk_string_free`]; `const char *` results are borrowed from the handle that returned
 //!   them and live until that handle is freed.
@@ -30,8 +33,9 @@
 //!   thread) and runs each call to completion on the calling thread; the caller never sees
 //!   async. There is no global state: two handles can be used from two threads at once. A
 //!   handle may move between threads; calls on one handle from several threads are
-//!   serialized. Calling back into the library from a callback is refused with
-//!   `VSDK_RESULT_REENTRANT`.
+//!   serialized, except [`vsdk_pipeline_pause`] and [`vsdk_pipeline_cancel`], which reach a
+//!   run while another thread's call drives it. Calling back into the library from a
+//!   callback is refused with `VSDK_RESULT_REENTRANT`.
 //! - **Callbacks.** Functions with an event stream (task progress, volume moves, pipeline
 //!   events) take a [`vsdk_event_callback`] (may be NULL) and a `void *user_data`, passed
 //!   back first; the callback runs on the calling thread, during the call, with one borrowed
@@ -47,6 +51,7 @@
 
 mod boundary;
 mod client;
+mod env;
 mod error;
 mod pipeline;
 mod sim;
@@ -61,10 +66,17 @@ pub use client::{
     vsdk_fcd_delete, vsdk_fcd_list, vsdk_objects, vsdk_objects_find, vsdk_objects_free,
     vsdk_objects_len, vsdk_objects_property, vsdk_objects_property_count, vsdk_objects_ref,
 };
+pub use env::{
+    vsdk_env, vsdk_env_down, vsdk_env_free, vsdk_env_load, vsdk_env_parse, vsdk_env_status,
+    vsdk_env_up, vsdk_hypervisor, vsdk_hypervisor_free, vsdk_hypervisor_kind,
+    vsdk_hypervisor_open_qemu, vsdk_hypervisor_open_vsphere, vsdk_vm_list, vsdk_vm_list_find,
+    vsdk_vm_list_free, vsdk_vm_list_get, vsdk_vm_list_len, vsdk_vm_record, vsdk_vm_state,
+};
 pub use error::Error;
 pub use pipeline::{
-    vsdk_pipeline, vsdk_pipeline_approve, vsdk_pipeline_free, vsdk_pipeline_load,
-    vsdk_pipeline_name, vsdk_pipeline_parse, vsdk_pipeline_resume, vsdk_pipeline_run,
+    vsdk_pipeline, vsdk_pipeline_approve, vsdk_pipeline_cancel, vsdk_pipeline_drive,
+    vsdk_pipeline_free, vsdk_pipeline_load, vsdk_pipeline_name, vsdk_pipeline_parse,
+    vsdk_pipeline_pause, vsdk_pipeline_resume, vsdk_pipeline_run, vsdk_pipeline_start,
     vsdk_pipeline_status, vsdk_pipelines, vsdk_pipelines_free, vsdk_pipelines_open,
     vsdk_run_outcome, vsdk_run_status,
 };

@@ -4,15 +4,13 @@
 use std::collections::BTreeMap;
 use std::ffi::{CString, c_char, c_void};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
 use pipeline_core::approval::Actor;
-use pipeline_core::artifact::{self, ArtifactStore, LocalStore};
 use pipeline_core::engine::{Engine, Outcome};
-use pipeline_core::journal::{FileStore, RunStatus};
+use pipeline_core::journal::RunStatus;
 use pipeline_core::load::load_pipeline;
 use pipeline_core::model::Pipeline;
-use pipeline_core::task::TaskRegistry;
 use tokio::runtime::Runtime;
 
 use crate::boundary::{
@@ -83,8 +81,10 @@ pub struct vsdk_pipeline {
     name: CString,
 }
 
-/// Opens (creating it if missing) the pipeline state directory `state_dir`. Pipelines run
-/// the built-in task kinds (Shell, Poll, REST, artifacts; see pipeline-core).
+/// Opens (creating it if missing) the pipeline state directory `state_dir`, set up as the
+/// `pipeline-run` command line sets it up (journal in `journal/`, artifact repository in
+/// `artifacts/`, working directories in `work/`). Pipelines run the built-in task kinds
+/// (Shell, Poll, REST, Git, artifacts; see pipeline-core).
 ///
 /// # Safety
 ///
@@ -98,22 +98,11 @@ pub unsafe extern "C" fn vsdk_pipelines_open(
         // SAFETY: as the caller guarantees.
         let dir = unsafe { string(state_dir, "state_dir")? };
         let out_pipelines = out(out_pipelines, "out_pipelines")?;
-        let dir = Path::new(dir);
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-            context: format!("cannot create {}", dir.display()),
+        let dir = std::path::absolute(Path::new(dir)).map_err(|source| Error::Io {
+            context: format!("cannot resolve {dir}"),
             source,
         })?;
-        let dir = std::path::absolute(dir).map_err(|source| Error::Io {
-            context: format!("cannot resolve {}", dir.display()),
-            source,
-        })?;
-        let journal = Arc::new(FileStore::open(dir.join("journal"))?);
-        let artifacts: Arc<dyn ArtifactStore> = Arc::new(LocalStore::open(dir.join("artifacts"))?);
-        let mut registry = TaskRegistry::builtin();
-        artifact::register_kinds(&mut registry, &artifacts);
-        let engine = Engine::builder(journal, registry)
-            .artifacts(artifacts)
-            .build();
+        let engine = Engine::local(&dir, None)?.build();
         out_pipelines.put(Box::into_raw(Box::new(vsdk_pipelines {
             engine,
             state_dir: dir,
@@ -220,6 +209,15 @@ pub unsafe extern "C" fn vsdk_pipeline_free(pipeline: *mut vsdk_pipeline) {
     free_box(pipeline);
 }
 
+/// Sends one journaled transition of `run` to the callback as a line.
+fn forward(run: &str, ev: &pipeline_core::engine::RunEvent, cb: Option<&Callback>) {
+    if ev.run == run
+        && let Some(line) = pipeline_core::cli::describe(ev)
+    {
+        emit(cb, &format!("[{:>3}] {line}", ev.version));
+    }
+}
+
 /// Drives a run to its next stop, sending journaled transitions to the callback as lines
 /// `[  3] task Build.make SUCCEEDED` (the event stream of `pipeline-run`).
 async fn drive(
@@ -229,27 +227,20 @@ async fn drive(
     cb: Option<&Callback>,
 ) -> Result<Outcome, Error> {
     let mut events = engine.subscribe();
-    let forward = |ev: &pipeline_core::engine::RunEvent| {
-        if ev.run == run
-            && let Some(line) = pipeline_core::cli::describe(ev)
-        {
-            emit(cb, &format!("[{:>3}] {line}", ev.version));
-        }
-    };
     tokio::pin!(fut);
     let outcome = loop {
         tokio::select! {
             biased;
             ev = events.recv() => {
                 if let Ok(ev) = ev {
-                    forward(&ev);
+                    forward(run, &ev, cb);
                 }
             }
             o = &mut fut => break o,
         }
     };
     while let Ok(ev) = events.try_recv() {
-        forward(&ev);
+        forward(run, &ev, cb);
     }
     Ok(outcome?)
 }
@@ -279,6 +270,7 @@ fn report(
     Ok(())
 }
 
+/// Runs one call on the handle: one at a time, blocking on the handle's runtime.
 fn call<T>(
     p: &vsdk_pipelines,
     f: impl AsyncFnOnce(&vsdk_pipelines) -> Result<T, Error>,
@@ -288,10 +280,94 @@ fn call<T>(
     block_on(&p.rt, f(p))?
 }
 
-/// Starts a run of `pipeline` as user `user` with inputs `inputs[0..n_inputs]` (`"key=value"`
-/// strings) and drives it until it succeeds, fails, is cancelled, pauses or waits for an
-/// approval, sending its events to `events` (may be NULL). Its working directory is under
-/// the state directory (`work/`).
+/// How a call moves a run on.
+#[derive(Clone, Copy, Debug)]
+enum Drive {
+    /// From where its journal ends.
+    On,
+    /// After journaling that it resumes (a failed, cancelled or paused run).
+    Resume,
+}
+
+/// The one driving call behind run, drive, approve and resume: drives `run` to its next stop
+/// with its events on `cb`, then writes how it stopped.
+fn drive_run(
+    p: &vsdk_pipelines,
+    run: &str,
+    how: Drive,
+    cb: Option<Callback>,
+    out_outcome: Out<vsdk_run_outcome>,
+    out_waiting: Option<Out<*mut vsdk_strings>>,
+) -> Result<(), Error> {
+    let outcome = call(p, async |p| {
+        let engine = &p.engine;
+        let fut = async {
+            match how {
+                Drive::On => engine.drive(run).await,
+                Drive::Resume => engine.resume(run).await,
+            }
+        };
+        drive(engine, run, fut, cb.as_ref()).await
+    })?;
+    report(outcome, out_outcome, out_waiting)
+}
+
+/// The inputs `"key=value"` as a map.
+fn input_map(inputs: Vec<&str>) -> Result<BTreeMap<String, String>, Error> {
+    let mut map = BTreeMap::new();
+    for kv in inputs {
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| Error::invalid("inputs", format!("`{kv}` is not key=value")))?;
+        map.insert(k.to_owned(), v.to_owned());
+    }
+    Ok(map)
+}
+
+/// Creates a run of `pipeline` as user `user` with inputs `inputs[0..n_inputs]`
+/// (`"key=value"` strings), journaled but not driven yet: `*out_run` is its id (free it with
+/// [`vsdk_string_free`](crate::vsdk_string_free)). Drive it with [`vsdk_pipeline_drive`]
+/// (for instance on another thread, so this one can pause or cancel it). Its working
+/// directory is under the state directory (`work/`). Unknown or missing mandatory inputs are
+/// `VSDK_RESULT_INVALID_PIPELINE`.
+///
+/// # Safety
+///
+/// Handles NULL or live; strings NULL or NUL-terminated; `inputs` NULL (with `n_inputs` 0)
+/// or `n_inputs` strings; `out_run` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vsdk_pipeline_start(
+    pipelines: *const vsdk_pipelines,
+    pipeline: *const vsdk_pipeline,
+    inputs: *const *const c_char,
+    n_inputs: usize,
+    user: *const c_char,
+    out_run: *mut *mut c_char,
+) -> vsdk_result {
+    guard(|| {
+        // SAFETY: as the caller guarantees.
+        let (p, def, inputs, user) = unsafe {
+            (
+                handle(pipelines, "pipelines")?,
+                handle(pipeline, "pipeline")?,
+                strings(inputs, n_inputs, "inputs")?,
+                string(user, "user")?,
+            )
+        };
+        let out_run = out(out_run, "out_run")?;
+        let map = input_map(inputs)?;
+        let run = call(p, async |p| {
+            let work = p.state_dir.join("work");
+            Ok(p.engine.start(&def.pipeline, map, user, &work).await?)
+        })?;
+        out_run.put(owned_string(run)?);
+        Ok(())
+    })
+}
+
+/// Starts a run of `pipeline` ([`vsdk_pipeline_start`]) and drives it until it succeeds,
+/// fails, is cancelled, pauses or waits for an approval, sending its events to `events` (may
+/// be NULL).
 ///
 /// On success (the call worked, whatever the run's outcome) `*out_run` is the run's id (free
 /// it with [`vsdk_string_free`](crate::vsdk_string_free)), `*out_outcome` how it stopped,
@@ -328,28 +404,52 @@ pub unsafe extern "C" fn vsdk_pipeline_run(
         };
         let (out_run, out_outcome) = (out(out_run, "out_run")?, out(out_outcome, "out_outcome")?);
         let out_waiting = out(out_waiting, "out_waiting").ok();
-        let mut map = BTreeMap::new();
-        for kv in inputs {
-            let (k, v) = kv
-                .split_once('=')
-                .ok_or_else(|| Error::invalid("inputs", format!("`{kv}` is not key=value")))?;
-            map.insert(k.to_owned(), v.to_owned());
-        }
+        let map = input_map(inputs)?;
         let cb = Callback::new(events, user_data);
-        let (run, outcome) = call(p, async |p| {
+        // Subscribed before the run exists, so its `created` event is forwarded too.
+        let run = call(p, async |p| {
             let work = p.state_dir.join("work");
+            let mut events = p.engine.subscribe();
             let run = p.engine.start(&def.pipeline, map, user, &work).await?;
-            let outcome = drive(&p.engine, &run, p.engine.drive(&run), cb.as_ref()).await?;
-            Ok((run, outcome))
+            while let Ok(ev) = events.try_recv() {
+                forward(&run, &ev, cb.as_ref());
+            }
+            Ok(run)
         })?;
-        let run = owned_string(run)?;
-        if let Err(e) = report(outcome, out_outcome, out_waiting) {
+        let id = owned_string(run.as_str())?;
+        if let Err(e) = drive_run(p, &run, Drive::On, cb, out_outcome, out_waiting) {
             // SAFETY: made just above, never handed out.
-            unsafe { crate::boundary::vsdk_string_free(run) };
+            unsafe { crate::boundary::vsdk_string_free(id) };
             return Err(e);
         }
-        out_run.put(run);
+        out_run.put(id);
         Ok(())
+    })
+}
+
+/// Drives run `run` from where its journal ends (a run made by [`vsdk_pipeline_start`], or one
+/// a crash interrupted) as [`vsdk_pipeline_run`] does. A run another call is driving is
+/// `VSDK_RESULT_INVALID_RUN_STATE`; a finished run reports how it finished.
+///
+/// # Safety
+///
+/// As [`vsdk_pipeline_run`].
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vsdk_pipeline_drive(
+    pipelines: *const vsdk_pipelines,
+    run: *const c_char,
+    events: vsdk_event_callback,
+    user_data: *mut c_void,
+    out_outcome: *mut vsdk_run_outcome,
+    out_waiting: *mut *mut vsdk_strings,
+) -> vsdk_result {
+    guard(|| {
+        // SAFETY: as the caller guarantees.
+        let (p, run) = unsafe { (handle(pipelines, "pipelines")?, string(run, "run")?) };
+        let out_outcome = out(out_outcome, "out_outcome")?;
+        let out_waiting = out(out_waiting, "out_waiting").ok();
+        let cb = Callback::new(events, user_data);
+        drive_run(p, run, Drive::On, cb, out_outcome, out_waiting)
     })
 }
 
@@ -389,18 +489,17 @@ pub unsafe extern "C" fn vsdk_pipeline_approve(
         let out_outcome = out(out_outcome, "out_outcome")?;
         let out_waiting = out(out_waiting, "out_waiting").ok();
         let cb = Callback::new(events, user_data);
-        let outcome = call(p, async |p| {
-            p.engine
+        call(p, async |p| {
+            Ok(p.engine
                 .decide(run, request, &Actor::user(user), approve, comment)
-                .await?;
-            drive(&p.engine, run, p.engine.drive(run), cb.as_ref()).await
+                .await?)
         })?;
-        report(outcome, out_outcome, out_waiting)
+        drive_run(p, run, Drive::On, cb, out_outcome, out_waiting)
     })
 }
 
-/// Resumes run `run` (failed, paused or interrupted) from where its journal ends, without
-/// rerunning the tasks that succeeded, and drives it as [`vsdk_pipeline_run`] does.
+/// Resumes run `run` (failed, cancelled, paused or interrupted) from where its journal ends,
+/// without rerunning the tasks that succeeded, and drives it as [`vsdk_pipeline_run`] does.
 ///
 /// # Safety
 ///
@@ -420,10 +519,95 @@ pub unsafe extern "C" fn vsdk_pipeline_resume(
         let out_outcome = out(out_outcome, "out_outcome")?;
         let out_waiting = out(out_waiting, "out_waiting").ok();
         let cb = Callback::new(events, user_data);
-        let outcome = call(p, async |p| {
-            drive(&p.engine, run, p.engine.resume(run), cb.as_ref()).await
-        })?;
-        report(outcome, out_outcome, out_waiting)
+        drive_run(p, run, Drive::Resume, cb, out_outcome, out_waiting)
+    })
+}
+
+/// Run control from any thread: not serialized with the handle's other calls (a pause or a
+/// cancel must reach a run while another thread's call drives it), still refused inside a
+/// callback.
+fn control<T>(
+    p: &vsdk_pipelines,
+    f: impl AsyncFnOnce(&Engine) -> Result<T, Error>,
+) -> Result<T, Error> {
+    block_on(&p.rt, f(&p.engine))?
+}
+
+/// Asks run `run` to pause (`reason` may be NULL). The request is journaled: running tasks
+/// finish, nothing new starts, and the call driving the run (on another thread, or the next
+/// one: a run parked on approvals pauses when it is driven on) returns
+/// `VSDK_RUN_OUTCOME_PAUSED`. Continue with [`vsdk_pipeline_resume`].
+///
+/// It may be called from any thread while another thread's call drives the run (not from a
+/// callback: `VSDK_RESULT_REENTRANT`). An unknown run is `VSDK_RESULT_UNKNOWN_RUN`; a finished
+/// one `VSDK_RESULT_INVALID_RUN_STATE`.
+///
+/// # Safety
+///
+/// `pipelines` NULL or a live handle; strings NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vsdk_pipeline_pause(
+    pipelines: *const vsdk_pipelines,
+    run: *const c_char,
+    reason: *const c_char,
+) -> vsdk_result {
+    guard(|| {
+        // SAFETY: as the caller guarantees.
+        let (p, run, reason) = unsafe {
+            (
+                handle(pipelines, "pipelines")?,
+                string(run, "run")?,
+                crate::boundary::optional_string(reason, "reason")?
+                    .unwrap_or("paused through the C API"),
+            )
+        };
+        control(p, async |engine| Ok(engine.pause(run, reason).await?))
+    })
+}
+
+/// Cancels run `run` (`reason` may be NULL): gracefully (running tasks get SIGTERM and a
+/// grace period; `finally` tasks still run) or, with `hard`, at once (running tasks are
+/// killed). The request is journaled; the call driving the run (on another thread) returns
+/// `VSDK_RUN_OUTCOME_CANCELLED`. A run that no call drives (parked on approvals, or paused) is
+/// finished here, so its status is `VSDK_RUN_STATUS_CANCELLED` when this returns.
+///
+/// It may be called from any thread while another thread's call drives the run (not from a
+/// callback: `VSDK_RESULT_REENTRANT`). An unknown run is `VSDK_RESULT_UNKNOWN_RUN`; a finished
+/// one `VSDK_RESULT_INVALID_RUN_STATE`.
+///
+/// # Safety
+///
+/// `pipelines` NULL or a live handle; strings NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vsdk_pipeline_cancel(
+    pipelines: *const vsdk_pipelines,
+    run: *const c_char,
+    hard: bool,
+    reason: *const c_char,
+) -> vsdk_result {
+    guard(|| {
+        // SAFETY: as the caller guarantees.
+        let (p, run, reason) = unsafe {
+            (
+                handle(pipelines, "pipelines")?,
+                string(run, "run")?,
+                crate::boundary::optional_string(reason, "reason")?
+                    .unwrap_or("cancelled through the C API"),
+            )
+        };
+        control(p, async |engine| {
+            engine.cancel(run, hard, reason).await?;
+            let state = engine.status(run).await?;
+            if matches!(state.status, RunStatus::Waiting | RunStatus::Paused) {
+                // Nothing drives a parked or paused run: finish it here. A call that started
+                // driving it meanwhile stops it itself.
+                match engine.drive(run).await {
+                    Ok(_) | Err(pipeline_core::Error::InvalidState { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Ok(())
+        })
     })
 }
 

@@ -33,11 +33,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::approval::Actor;
-use crate::artifact::{self, ArtifactRef, ArtifactStore, LocalStore};
+use crate::artifact::{self, ArtifactRef, ArtifactStore};
 use crate::engine::{Engine, Outcome, RunEvent};
-use crate::journal::{FileStore, JournalStore, Record, RunStatus, Timestamp};
+use crate::journal::{JournalStore, Record, RunStatus, Timestamp};
 use crate::load::load_pipeline;
-use crate::task::TaskRegistry;
 
 /// The usage text.
 pub const USAGE: &str = "usage:
@@ -117,10 +116,14 @@ struct Env {
     expect(clippy::unused_async, reason = "only the PostgreSQL journal connects")
 )]
 async fn env(state_dir: &Path, journal: Option<&str>) -> Result<Env, BoxError> {
-    let journal: Arc<dyn JournalStore> = match journal {
-        None => Arc::new(FileStore::open(state_dir.join("journal"))?),
+    let journal: Option<Arc<dyn JournalStore>> = match journal {
+        None => None,
         #[cfg(feature = "postgres")]
-        Some(conninfo) => Arc::new(crate::journal::PgStore::connect(conninfo).await?),
+        Some(conninfo) => {
+            let store: Arc<dyn JournalStore> =
+                Arc::new(crate::journal::PgStore::connect(conninfo).await?);
+            Some(store)
+        }
         #[cfg(not(feature = "postgres"))]
         Some(_) => {
             return Err(crate::Error::Unsupported {
@@ -129,13 +132,12 @@ async fn env(state_dir: &Path, journal: Option<&str>) -> Result<Env, BoxError> {
             .into());
         }
     };
-    let artifacts: Arc<dyn ArtifactStore> =
-        Arc::new(LocalStore::open(state_dir.join("artifacts"))?);
-    let mut registry = TaskRegistry::builtin();
-    artifact::register_kinds(&mut registry, &artifacts);
-    let engine = Engine::builder(journal, registry)
-        .artifacts(Arc::clone(&artifacts))
-        .build();
+    let engine = Engine::local(state_dir, journal)?.build();
+    let artifacts = Arc::clone(
+        engine
+            .artifacts()
+            .ok_or("the local engine has no artifact repository")?,
+    );
     Ok(Env {
         engine,
         artifacts,

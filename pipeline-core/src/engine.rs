@@ -193,6 +193,50 @@ impl Engine {
         }
     }
 
+    /// Starts building the standard engine over a local state directory, set up as the
+    /// `pipeline-run` command line sets it up: the built-in task kinds plus `Publish` and
+    /// `Promote` over an artifact repository in `state_dir/artifacts` (a [`LocalStore`], also
+    /// queried by `artifactPassed` rules), and `journal`, or, when `None`, a [`FileStore`] in
+    /// `state_dir/journal`. Creates the directories that are missing. Further settings
+    /// (task slots, an authorizer, ...) go on the returned builder.
+    ///
+    /// [`LocalStore`]: crate::artifact::LocalStore
+    /// [`FileStore`]: crate::journal::FileStore
+    ///
+    /// ```
+    /// use pipeline_core::engine::Engine;
+    /// let dir = std::env::temp_dir().join(format!("engine-local-doc-{}", std::process::id()));
+    /// let engine = Engine::local(&dir, None)?.task_slots(8).build();
+    /// assert!(engine.registry().get("Shell").is_some());
+    /// assert!(engine.registry().get("Publish").is_some());
+    /// assert!(engine.artifacts().is_some());
+    /// assert!(dir.join("journal").is_dir() && dir.join("artifacts").is_dir());
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok::<(), pipeline_core::Error>(())
+    /// ```
+    pub fn local(
+        state_dir: &Path,
+        journal: Option<Arc<dyn JournalStore>>,
+    ) -> Result<EngineBuilder, Error> {
+        std::fs::create_dir_all(state_dir)
+            .map_err(|e| Error::io(format!("cannot create {}", state_dir.display()), e))?;
+        let journal: Arc<dyn JournalStore> = match journal {
+            Some(j) => j,
+            None => Arc::new(crate::journal::FileStore::open(state_dir.join("journal"))?),
+        };
+        let artifacts: Arc<dyn ArtifactStore> = Arc::new(crate::artifact::LocalStore::open(
+            state_dir.join("artifacts"),
+        )?);
+        let mut registry = TaskRegistry::builtin();
+        crate::artifact::register_kinds(&mut registry, &artifacts);
+        Ok(Self::builder(journal, registry).artifacts(artifacts))
+    }
+
+    /// The artifact repository, when the engine has one.
+    pub fn artifacts(&self) -> Option<&Arc<dyn ArtifactStore>> {
+        self.inner.artifacts.as_ref()
+    }
+
     /// The task kinds this engine knows.
     pub fn registry(&self) -> &TaskRegistry {
         &self.inner.registry

@@ -1,7 +1,7 @@
 /* Every error path: NULL arguments, invalid UTF-8, bad URLs, a bad password, a wrong
- * thumbprint, unknown ids (disks, datastores, volumes, nodes, runs, approval requests),
- * invalid pipelines, out-of-range indexes, a held lease, a re-entrant call from a callback,
- * NULL frees. Each returns its documented code and leaves a last-error message.
+ * thumbprint, unknown ids (disks, datastores, volumes, nodes, runs, approval requests, VMs),
+ * invalid pipelines and environments, out-of-range indexes, a held lease, a re-entrant call
+ * from a callback, NULL frees. Each returns its documented code and leaves a last-error message.
  * Usage: errors SCRATCH_DIR */
 #include "check.h"
 
@@ -221,8 +221,132 @@ static void pipelines(const char *scratch) {
     CHECK(vsdk_pipeline_status(p, run, &status, NULL));
     ASSERT(status == VSDK_RUN_STATUS_FAILED);
     vsdk_string_free(run);
+
+    /* Run control: unknown runs, NULLs, finished runs. */
+    EXPECT_CODE(vsdk_pipeline_pause(p, "no-such-run", NULL), VSDK_RESULT_UNKNOWN_RUN);
+    EXPECT_CODE(vsdk_pipeline_cancel(p, "no-such-run", true, NULL), VSDK_RESULT_UNKNOWN_RUN);
+    EXPECT_CODE(vsdk_pipeline_drive(p, "no-such-run", NULL, NULL, &outcome, NULL),
+                VSDK_RESULT_UNKNOWN_RUN);
+    EXPECT_CODE(vsdk_pipeline_pause(NULL, "r", NULL), VSDK_RESULT_NULL_PARAMETER);
+    EXPECT_CODE(vsdk_pipeline_cancel(p, NULL, false, NULL), VSDK_RESULT_NULL_PARAMETER);
+    EXPECT_CODE(vsdk_pipeline_start(p, def, NULL, 0, "ann", NULL), VSDK_RESULT_NULL_PARAMETER);
+    EXPECT_CODE(vsdk_pipeline_start(p, def, unknown_inputs, 1, "ann", &run),
+                VSDK_RESULT_INVALID_PIPELINE);
+    CHECK(vsdk_pipeline_run(p, def, NULL, 0, "ann", NULL, NULL, &run, &outcome, NULL));
+    CHECK(vsdk_pipeline_cancel(p, run, true, "stop"));
+    EXPECT_CODE(vsdk_pipeline_cancel(p, run, true, "again"), VSDK_RESULT_INVALID_RUN_STATE);
+    EXPECT_CODE(vsdk_pipeline_pause(p, run, NULL), VSDK_RESULT_INVALID_RUN_STATE);
+    /* Driving a finished run reports how it finished. */
+    CHECK(vsdk_pipeline_drive(p, run, NULL, NULL, &outcome, NULL));
+    ASSERT(outcome == VSDK_RUN_OUTCOME_CANCELLED);
+    vsdk_string_free(run);
     vsdk_pipeline_free(def);
     vsdk_pipelines_free(p);
+}
+
+static void environments(const char *scratch) {
+    printf("environments\n");
+    const char *pool = "/DC0/host/DC0_C0/Resources";
+    vsdk_hypervisor *hv = NULL;
+    vsdk_env *env = NULL;
+    EXPECT_CODE(vsdk_hypervisor_open_vsphere(NULL, "/DC0/vm", pool, 0, &hv),
+                VSDK_RESULT_NULL_PARAMETER);
+    vsdk_sim *sim = NULL;
+    CHECK(vsdk_sim_start(false, &sim));
+    const char *url = NULL;
+    CHECK(vsdk_sim_url_with_credentials(sim, &url));
+    vsdk_client *client = NULL;
+    CHECK(vsdk_client_connect(url, NULL, NULL, NULL, false, &client));
+    EXPECT_CODE(vsdk_hypervisor_open_vsphere(client, NULL, pool, 0, &hv),
+                VSDK_RESULT_NULL_PARAMETER);
+    EXPECT_CODE(vsdk_hypervisor_open_vsphere(client, "/DC0/vm", pool, 0, NULL),
+                VSDK_RESULT_NULL_PARAMETER);
+    EXPECT_CODE(vsdk_hypervisor_open_vsphere(client, "/DC0/vm/no-such-folder", pool, 0, &hv),
+                VSDK_RESULT_INVALID_ENVIRONMENT);
+    ASSERT(hv == NULL);
+    CHECK(vsdk_hypervisor_open_vsphere(client, "/DC0/vm", pool, 0, &hv));
+
+    /* Bad YAML, an unknown key, a bad VM name, two sources: nothing is created. */
+    EXPECT_CODE(vsdk_env_parse(hv, "vms: [", NULL, &env), VSDK_RESULT_INVALID_ENVIRONMENT);
+    EXPECT_CODE(vsdk_env_parse(hv, "vms:\n  web:\n    template: t\n    memroy: 1\n", NULL, &env),
+                VSDK_RESULT_INVALID_ENVIRONMENT);
+    ASSERT(strstr(vsdk_last_error(), "memroy") != NULL);
+    EXPECT_CODE(vsdk_env_parse(hv, "vms:\n  ../x:\n    template: t\n", NULL, &env),
+                VSDK_RESULT_INVALID_ENVIRONMENT);
+    EXPECT_CODE(vsdk_env_parse(hv, "vms:\n  w:\n    template: t\n    image: /x.qcow2\n", NULL,
+                               &env),
+                VSDK_RESULT_INVALID_ENVIRONMENT);
+    EXPECT_CODE(vsdk_env_parse(hv, NULL, NULL, &env), VSDK_RESULT_NULL_PARAMETER);
+    EXPECT_CODE(vsdk_env_parse(NULL, "vms: {}", NULL, &env), VSDK_RESULT_NULL_PARAMETER);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/no-such-env.yaml", scratch);
+    EXPECT_CODE(vsdk_env_load(hv, path, &env), VSDK_RESULT_IO);
+    ASSERT(env == NULL);
+
+    /* A template VM that does not exist. */
+    CHECK(vsdk_env_parse(hv, "vms:\n  e-web:\n    template: /DC0/vm/no-such-template\n", NULL,
+                         &env));
+    EXPECT_CODE(vsdk_env_up(env, 1000, NULL, NULL), VSDK_RESULT_INVALID_ENVIRONMENT);
+    vsdk_env_free(env);
+    /* What vSphere does not do: shared folders (VMs are routable; use sshfs). */
+    CHECK(vsdk_env_parse(hv,
+                         "vms:\n  e-share:\n    template: DC0_H0_VM0\n    shared_folders:\n"
+                         "      - { name: s, host: /tmp, guest: /mnt/s }\n",
+                         NULL, &env));
+    EXPECT_CODE(vsdk_env_up(env, 1000, NULL, NULL), VSDK_RESULT_UNSUPPORTED);
+    vsdk_env_free(env);
+    /* An existing VM that differs from the file: refused, nothing changed. */
+    CHECK(vsdk_env_parse(hv, "vms:\n  DC0_H0_VM0:\n    template: DC0_H0_VM1\n    cpus: 3\n",
+                         NULL, &env));
+    EXPECT_CODE(vsdk_env_up(env, 1000, NULL, NULL), VSDK_RESULT_INVALID_ENVIRONMENT);
+    ASSERT(strstr(vsdk_last_error(), "differ") != NULL);
+    vsdk_env_free(env);
+
+    /* Unknown VMs, out-of-range indexes, NULL out-parameters. */
+    CHECK(vsdk_env_parse(hv, "vms:\n  e-none:\n    template: DC0_H0_VM0\n", NULL, &env));
+    vsdk_vm_list *vms = NULL;
+    CHECK(vsdk_env_status(env, &vms));
+    vsdk_vm_record vm;
+    CHECK(vsdk_vm_list_find(vms, "e-none", &vm));
+    ASSERT(vm.state == VSDK_VM_STATE_NONE && vm.ip == NULL);
+    EXPECT_CODE(vsdk_vm_list_find(vms, "no-such-vm", &vm), VSDK_RESULT_UNKNOWN_VM);
+    EXPECT_CODE(vsdk_vm_list_get(vms, 1, &vm), VSDK_RESULT_INVALID_ARGUMENT);
+    EXPECT_CODE(vsdk_vm_list_get(vms, 0, NULL), VSDK_RESULT_NULL_PARAMETER);
+    EXPECT_CODE(vsdk_vm_list_len(NULL, NULL), VSDK_RESULT_NULL_PARAMETER);
+    EXPECT_CODE(vsdk_env_status(env, NULL), VSDK_RESULT_NULL_PARAMETER);
+    EXPECT_CODE(vsdk_env_up(NULL, 1000, NULL, NULL), VSDK_RESULT_NULL_PARAMETER);
+    EXPECT_CODE(vsdk_env_down(NULL, 1000, NULL, NULL), VSDK_RESULT_NULL_PARAMETER);
+    /* Down with nothing created: nothing to do. */
+    int events = 0;
+    CHECK(vsdk_env_down(env, 1000, count_event, &events));
+    ASSERT(events == 0);
+    vsdk_vm_list_free(vms);
+    vsdk_env_free(env);
+    vsdk_hypervisor_free(hv);
+
+    /* QEMU is selectable (not booted here): without QEMU on the machine it says so. */
+    EXPECT_CODE(vsdk_hypervisor_open_qemu(NULL, NULL, &hv), VSDK_RESULT_NULL_PARAMETER);
+    snprintf(path, sizeof path, "%s/qemu", scratch);
+    vsdk_result r = vsdk_hypervisor_open_qemu(path, NULL, &hv);
+    printf("  QEMU backend: %s %s\n", vsdk_result_name(r), vsdk_last_error());
+    ASSERT(r == VSDK_RESULT_OK || r == VSDK_RESULT_UNSUPPORTED);
+    if (r == VSDK_RESULT_OK) {
+        const char *kind = NULL;
+        CHECK(vsdk_hypervisor_kind(hv, &kind));
+        ASSERT(strcmp(kind, "qemu") == 0);
+        CHECK(vsdk_env_parse(hv, "vms:\n  q:\n    image: /no/such/disk.qcow2\n", NULL, &env));
+        CHECK(vsdk_env_status(env, &vms));
+        CHECK(vsdk_vm_list_find(vms, "q", &vm));
+        ASSERT(vm.state == VSDK_VM_STATE_NONE);
+        vsdk_vm_list_free(vms);
+        vsdk_env_free(env);
+        vsdk_hypervisor_free(hv);
+    }
+    vsdk_hypervisor_free(NULL);
+    vsdk_env_free(NULL);
+    vsdk_vm_list_free(NULL);
+    CHECK(vsdk_client_disconnect(client));
+    vsdk_sim_stop(sim);
 }
 
 int main(int argc, char **argv) {
@@ -234,6 +358,7 @@ int main(int argc, char **argv) {
     vsphere(argv[1]);
     volumes(argv[1]);
     pipelines(argv[1]);
+    environments(argv[1]);
     printf("errors: OK\n");
     return 0;
 }

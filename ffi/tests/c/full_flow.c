@@ -1,6 +1,7 @@
 /* The full flow against the embedded simulator: start it, connect, list VMs, create, list and
- * delete a First Class Disk, move a volume between two VMs, run a small pipeline with an
- * approval, connect over TLS with a pinned thumbprint, disconnect, stop.
+ * delete a First Class Disk, move a volume between two VMs, bring an environment of two VMs up
+ * on the vSphere backend (status, then down), run a small pipeline with an approval, connect
+ * over TLS with a pinned thumbprint, disconnect, stop.
  * Usage: full_flow SCRATCH_DIR */
 #include "check.h"
 
@@ -115,6 +116,85 @@ static void volume_move(vsdk_client *client, const char *scratch) {
     vsdk_volumes_free(vols);
 }
 
+static const char *ENVIRONMENT =
+    "vms:\n"
+    "  c-web:\n"
+    "    template: /DC0/vm/DC0_H0_VM0\n"
+    "    cpus: 2\n"
+    "    memory: 512\n"
+    "  c-db:\n"
+    "    template: DC0_H0_VM1\n";
+
+/* The environment's VMs are listed in the vSphere inventory by name. */
+static int inventory_has_vm(vsdk_client *client, const char *want) {
+    const char *props[] = {"name"};
+    vsdk_objects *vms = NULL;
+    CHECK(vsdk_client_list(client, "VirtualMachine", props, 1, &vms));
+    size_t n = 0;
+    CHECK(vsdk_objects_len(vms, &n));
+    int found = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *name = NULL;
+        CHECK(vsdk_objects_find(vms, i, "name", &name));
+        found |= strcmp(name, want) == 0;
+    }
+    vsdk_objects_free(vms);
+    return found;
+}
+
+static void environment(vsdk_client *client, const char *scratch) {
+    vsdk_hypervisor *hv = NULL;
+    CHECK(vsdk_hypervisor_open_vsphere(client, "/DC0/vm", "/DC0/host/DC0_C0/Resources", 0, &hv));
+    const char *kind = NULL;
+    CHECK(vsdk_hypervisor_kind(hv, &kind));
+    ASSERT(strcmp(kind, "vsphere") == 0);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/env.yaml", scratch);
+    FILE *f = fopen(path, "w");
+    ASSERT(f != NULL);
+    ASSERT(fputs(ENVIRONMENT, f) >= 0);
+    ASSERT(fclose(f) == 0);
+    vsdk_env *env = NULL;
+    CHECK(vsdk_env_load(hv, path, &env));
+    /* The environment keeps what it needs: the hypervisor handle may go first. */
+    vsdk_hypervisor_free(hv);
+
+    int events = 0;
+    CHECK(vsdk_env_up(env, 10000, count_event, &events));
+    ASSERT(events == 6); /* creating, started and ip, for each VM */
+    vsdk_vm_list *vms = NULL;
+    CHECK(vsdk_env_status(env, &vms));
+    size_t n = 0;
+    CHECK(vsdk_vm_list_len(vms, &n));
+    ASSERT(n == 2);
+    for (size_t i = 0; i < n; i++) {
+        vsdk_vm_record vm;
+        CHECK(vsdk_vm_list_get(vms, i, &vm));
+        printf("  %s %s (%s) %s\n", vm.name, vm.state == VSDK_VM_STATE_RUNNING ? "running" : "?",
+               vm.raw_state, vm.ip ? vm.ip : "-");
+        ASSERT(vm.state == VSDK_VM_STATE_RUNNING);
+        ASSERT(strcmp(vm.raw_state, "poweredOn") == 0);
+        ASSERT(vm.ip != NULL && strlen(vm.ip) >= 7);
+    }
+    vsdk_vm_record web;
+    CHECK(vsdk_vm_list_find(vms, "c-web", &web));
+    ASSERT(web.state == VSDK_VM_STATE_RUNNING);
+    vsdk_vm_list_free(vms);
+    ASSERT(inventory_has_vm(client, "c-web") && inventory_has_vm(client, "c-db"));
+    printf("environment up: c-db and c-web run\n");
+
+    events = 0;
+    CHECK(vsdk_env_down(env, 5000, count_event, &events));
+    ASSERT(events == 4); /* stopped and destroyed, for each VM */
+    CHECK(vsdk_env_status(env, &vms));
+    CHECK(vsdk_vm_list_find(vms, "c-db", &web));
+    ASSERT(web.state == VSDK_VM_STATE_NONE && web.ip == NULL);
+    vsdk_vm_list_free(vms);
+    ASSERT(!inventory_has_vm(client, "c-web"));
+    printf("environment down\n");
+    vsdk_env_free(env);
+}
+
 static void pipeline(const char *scratch) {
     char dir[4096];
     snprintf(dir, sizeof dir, "%s/pipelines", scratch);
@@ -151,6 +231,32 @@ static void pipeline(const char *scratch) {
     EXPECT_CODE(vsdk_pipeline_resume(p, run, NULL, NULL, &outcome, NULL),
                 VSDK_RESULT_INVALID_RUN_STATE);
     printf("run %s succeeded after bob's approval\n", run);
+    vsdk_string_free(run);
+
+    /* Pause a parked run: driven on after the approval, it pauses; resume finishes it. */
+    CHECK(vsdk_pipeline_run(p, def, NULL, 0, "ann", NULL, NULL, &run, &outcome, NULL));
+    ASSERT(outcome == VSDK_RUN_OUTCOME_WAITING);
+    CHECK(vsdk_pipeline_pause(p, run, "hold the release"));
+    CHECK(vsdk_pipeline_approve(p, run, "Build.exit/qa", "bob", true, NULL, NULL, NULL, &outcome,
+                                NULL));
+    ASSERT(outcome == VSDK_RUN_OUTCOME_PAUSED);
+    CHECK(vsdk_pipeline_status(p, run, &status, NULL));
+    ASSERT(status == VSDK_RUN_STATUS_PAUSED);
+    CHECK(vsdk_pipeline_resume(p, run, NULL, NULL, &outcome, NULL));
+    ASSERT(outcome == VSDK_RUN_OUTCOME_SUCCEEDED);
+    printf("run %s paused after the approval, then resumed to success\n", run);
+    vsdk_string_free(run);
+
+    /* Cancel a parked run: nothing drives it, so the cancel finishes it. */
+    CHECK(vsdk_pipeline_start(p, def, NULL, 0, "ann", &run));
+    CHECK(vsdk_pipeline_drive(p, run, NULL, NULL, &outcome, NULL));
+    ASSERT(outcome == VSDK_RUN_OUTCOME_WAITING);
+    CHECK(vsdk_pipeline_cancel(p, run, false, "not this week"));
+    CHECK(vsdk_pipeline_status(p, run, &status, &json));
+    ASSERT(status == VSDK_RUN_STATUS_CANCELLED);
+    ASSERT(strstr(json, "\"CANCELLED\"") != NULL);
+    vsdk_string_free(json);
+    printf("run %s cancelled while it waited\n", run);
     vsdk_string_free(run);
     vsdk_pipeline_free(def);
 
@@ -218,6 +324,7 @@ int main(int argc, char **argv) {
     list_vms(client);
     first_class_disks(client);
     volume_move(client, argv[1]);
+    environment(client, argv[1]);
     pipeline(argv[1]);
 
     CHECK(vsdk_client_disconnect(client));

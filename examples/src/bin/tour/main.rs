@@ -9,6 +9,7 @@
 //! Each chapter lives in its own module so that each crate's story is written beside the others
 //! without touching them.
 
+mod c_api;
 mod pipeline;
 mod vmenv;
 mod volume;
@@ -49,6 +50,10 @@ const CHAPTERS: &[Chapter] = &[
     Chapter {
         title: "A pipeline with a gate and an approval",
         run: pipeline::run,
+    },
+    Chapter {
+        title: "The SDK from C",
+        run: c_api::run,
     },
 ];
 
