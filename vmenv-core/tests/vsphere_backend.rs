@@ -10,10 +10,8 @@
 //!
 //! The same test runs against the SDK's embedded vsphere-sim, which serves clone, power,
 //! suspend, destroy, device reconfiguration, `ShutdownGuest` and a guest identity for
-//! powered-on VMs (with vcsim's `SET.guest.ipAddress` hook). Where the simulator lacks a
-//! feature the test asserts what the backend does instead, naming the missing simulator
-//! feature: no `config.annotation` (the VM's source is not recorded), no `VirtualDiskManager`
-//! (the hot-plugged VMDK is a First Class Disk's file).
+//! powered-on VMs (with vcsim's `SET.guest.ipAddress` hook), `config.annotation` (where the
+//! backend records a VM's source) and `VirtualDiskManager` (the hot-plugged VMDK).
 //!
 //! The vcsim run skips (with a printed reason) only when Go is absent and `CI` is unset.
 
@@ -67,18 +65,7 @@ async fn guest_reports_ip(client: &Client, vm: &str, ip: &str) {
 }
 
 /// Makes a VMDK on the datastore for the hot-plug test; returns its datastore path.
-async fn make_vmdk(client: &Client, server: Server, path: &str) -> String {
-    if server == Server::Sim {
-        // vsphere-sim has no VirtualDiskManager (CreateVirtualDisk_Task): a First Class Disk's
-        // file is a VMDK on the datastore all the same.
-        let ds = find(client, "/DC0/datastore/LocalDS_0").await;
-        let disks = client.disks().expect("First Class Disks");
-        let disk = disks
-            .create("extra", 1, &ds)
-            .await
-            .expect("CreateDisk_Task");
-        return vsphere_client::client::backing_file(&disk).expect("the disk's file");
-    }
+async fn make_vmdk(client: &Client, path: &str) -> String {
     let dc = find(client, "/DC0").await;
     let manager = VirtualDiskManager::from_reference(
         client
@@ -150,12 +137,8 @@ async fn lifecycle(client: Client, server: Server) {
     assert_eq!(hv.status(&web).await.unwrap().state, VmState::Stopped);
     let read = hv.spec(&web).await.unwrap();
     assert_eq!((read.cpus, read.memory_mib), (2, 512));
-    let recorded = |s: Source| match server {
-        Server::Vcsim => s,
-        // vsphere-sim keeps no `config.annotation`, where the backend records the source.
-        Server::Sim => Source::Template(String::new()),
-    };
-    assert_eq!(read.source, recorded(Source::Template(TEMPLATE.to_owned())));
+    // Both simulators keep `config.annotation`, where the backend records the source.
+    assert_eq!(read.source, Source::Template(TEMPLATE.to_owned()));
     assert!(matches!(
         hv.create(&spec).await,
         Err(Error::AlreadyExists { .. })
@@ -171,7 +154,7 @@ async fn lifecycle(client: Client, server: Server) {
     hv.create(&clone).await.unwrap();
     assert_eq!(
         hv.spec(&name("web-2")).await.unwrap().source,
-        recorded(Source::CloneOf(web.clone()))
+        Source::CloneOf(web.clone())
     );
     let listed = hv.list().await.unwrap();
     assert!(
@@ -205,7 +188,7 @@ async fn lifecycle(client: Client, server: Server) {
     assert_eq!(addr.ssh.port(), 22);
 
     // Disk hot-plug: an existing VMDK in, listed, out; the file survives.
-    let vmdk = make_vmdk(&client, server, "[LocalDS_0] web-1/extra.vmdk").await;
+    let vmdk = make_vmdk(&client, "[LocalDS_0] web-1/extra.vmdk").await;
     let vmdk = vmdk.as_str();
     let before = hv
         .require_disk_hotplug()
