@@ -50,5 +50,5 @@ pub use rest::CodeMessage;
 /// ```
 /// assert!(vmenv_core::CAPABILITY.contains("VM"));
 /// ```
-pub const CAPABILITY: &str =
-    "VM environments on local QEMU VMs (AppCatalyst, vmrest and vSphere backends to follow)";
+pub const CAPABILITY: &str = "VM environments over one hypervisor trait: local QEMU VMs, the \
+     AppCatalyst and Fusion/Workstation (vmrest) REST APIs, and vSphere (feature `vsphere`)";
