@@ -13,7 +13,9 @@
 //! measures vcsim's memory per VM the same way (its `-stats` RSS with VMS VMs minus with 0), and
 //! prints the ratios.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use vsphere_client::codec::{ManagedObjectReference, MethodInfo, Poly, encode_request};
@@ -76,7 +78,79 @@ impl Caller for Http {
     }
 }
 
+/// The system allocator, counting the bytes in use (the heap the inventory holds, independent
+/// of what the allocator keeps back from the OS).
+struct Counting;
+
+static HEAP_IN_USE: AtomicUsize = AtomicUsize::new(0);
+
+#[expect(
+    unsafe_code,
+    reason = "a GlobalAlloc is an unsafe trait; each method forwards to the system allocator"
+)]
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged; the counter
+// only adds and subtracts the sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's layout.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            HEAP_IN_USE.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded with the caller's pointer and layout.
+        unsafe { System.dealloc(ptr, layout) };
+        HEAP_IN_USE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's layout.
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            HEAP_IN_USE.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded with the caller's pointer, layout and size.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            HEAP_IN_USE.fetch_sub(layout.size(), Ordering::Relaxed);
+            HEAP_IN_USE.fetch_add(new_size, Ordering::Relaxed);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Gives freed heap pages back to the OS (glibc's `malloc_trim`), as vcsim's `-stats` does
+/// with Go's `debug.FreeOSMemory` before it reports its RSS: both figures then count the
+/// memory the process holds, not what its allocator keeps for later.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_free_memory() {
+    #[expect(
+        unsafe_code,
+        reason = "glibc's malloc_trim, declared as glibc declares it"
+    )]
+    // SAFETY: `malloc_trim(size_t)` is a glibc function with this signature; it only returns
+    // free pages to the OS and may be called at any time.
+    unsafe extern "C" {
+        safe fn malloc_trim(pad: usize) -> i32;
+    }
+    malloc_trim(0);
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_free_memory() {}
+
 fn rss_kib() -> u64 {
+    release_free_memory();
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -240,12 +314,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Memory: RSS with no VMs, then with VMS VMs.
     let empty = Simulator::builder().shape(shape(0)).start().await?;
     let before = rss_kib();
+    let heap_before = HEAP_IN_USE.load(Ordering::Relaxed);
     let sim = Simulator::builder().shape(shape(vms)).start().await?;
+    let heap_after = HEAP_IN_USE.load(Ordering::Relaxed);
     let after = rss_kib();
     empty.stop().await;
     let per_vm = (after.saturating_sub(before)) as f64 / f64::from(vms);
+    let heap_per_vm = heap_after.saturating_sub(heap_before) as f64 / 1024.0 / f64::from(vms);
     println!(
-        "memory: {per_vm:.2} KiB/VM resident ({after} KiB with {vms} VMs, {before} KiB before)"
+        "memory: {per_vm:.2} KiB/VM resident ({after} KiB with {vms} VMs, {before} KiB before; \
+         both after malloc_trim); heap in use {heap_per_vm:.2} KiB/VM (requested bytes, no \
+         allocator overhead)"
     );
 
     let (best, median, bytes, objects) =

@@ -1,8 +1,6 @@
 //! The simulator's inventory: managed objects whose properties are the SDK's generated data
 //! types, and a builder that shapes it like govmomi vcsim's VPX model.
 
-use std::collections::HashMap;
-
 use vsphere_client::codec::{Any, AnyArray, DataType, DateTime, ManagedObjectReference, Obj, Poly};
 use vsphere_client::types::{
     AboutInfo, DatastoreSummary, Description, HostConfigSummary, HostHardwareSummary,
@@ -98,10 +96,97 @@ impl MoObject {
     }
 }
 
+/// Managed objects by id, each stored once: the table hashes the object's own `moref.value`,
+/// so no id is kept twice (a `HashMap<String, MoObject>` would copy every id into its key).
+#[derive(Default)]
+pub(crate) struct ObjectTable {
+    table: hashbrown::HashTable<MoObject>,
+    hasher: std::hash::RandomState,
+}
+
+impl std::fmt::Debug for ObjectTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.table.iter()).finish()
+    }
+}
+
+impl ObjectTable {
+    fn hash(&self, id: &str) -> u64 {
+        use std::hash::BuildHasher as _;
+        self.hasher.hash_one(id)
+    }
+
+    fn get(&self, id: &str) -> Option<&MoObject> {
+        self.table.find(self.hash(id), |o| o.moref.value == id)
+    }
+
+    fn get_mut(&mut self, id: &str) -> Option<&mut MoObject> {
+        let h = self.hash(id);
+        self.table.find_mut(h, |o| o.moref.value == id)
+    }
+
+    /// Adds `o`, replacing an object with the same id.
+    fn insert(&mut self, o: MoObject) {
+        let h = self.hash(&o.moref.value);
+        let hasher = &self.hasher;
+        match self.table.entry(
+            h,
+            |x| x.moref.value == o.moref.value,
+            |x| {
+                use std::hash::BuildHasher as _;
+                hasher.hash_one(x.moref.value.as_str())
+            },
+        ) {
+            hashbrown::hash_table::Entry::Occupied(mut e) => *e.get_mut() = o,
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                e.insert(o);
+            }
+        }
+    }
+
+    fn remove(&mut self, id: &str) -> Option<MoObject> {
+        let h = self.hash(id);
+        self.table
+            .find_entry(h, |o| o.moref.value == id)
+            .ok()
+            .map(|e| e.remove().0)
+    }
+
+    fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &MoObject> {
+        self.table.iter()
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut MoObject> {
+        self.table.iter_mut()
+    }
+
+    fn shrink_to_fit(&mut self) {
+        let hasher = &self.hasher;
+        self.table.shrink_to_fit(|x| {
+            use std::hash::BuildHasher as _;
+            hasher.hash_one(x.moref.value.as_str())
+        });
+    }
+}
+
+impl FromIterator<MoObject> for ObjectTable {
+    fn from_iter<I: IntoIterator<Item = MoObject>>(iter: I) -> Self {
+        let mut t = Self::default();
+        for o in iter {
+            t.insert(o);
+        }
+        t
+    }
+}
+
 /// The managed objects of the simulated vCenter, by id.
 #[derive(Debug, Default)]
 pub(crate) struct Inventory {
-    objects: HashMap<String, MoObject>,
+    objects: ObjectTable,
     next_id: u64,
     /// First Class Disks, by id (their attachments live in the VMs' devices).
     pub(crate) fcds: std::collections::BTreeMap<String, crate::fcd::Fcd>,
@@ -144,7 +229,7 @@ impl Inventory {
 
     /// Adds an object (replacing one with the same id).
     pub(crate) fn insert(&mut self, o: MoObject) {
-        self.objects.insert(o.moref.value.clone(), o);
+        self.objects.insert(o);
     }
 
     /// Removes an object.
@@ -186,7 +271,7 @@ impl Inventory {
                     // Older state files stored derived properties: they are computed now.
                     let derived = Self::derived(&o.moref.type_);
                     o.props.retain(|(n, _)| !derived.contains(n));
-                    (o.moref.value.clone(), o)
+                    o
                 })
                 .collect(),
             next_id,
@@ -216,6 +301,12 @@ impl Inventory {
                 }
                 _ => {}
             }
+        }
+        if let Some(v) = self.derived_refs(obj, name) {
+            return Some(Cow::Owned(Any::Array(AnyArray::MoRef(v))));
+        }
+        if name == "overallStatus" && is_entity(&obj.moref.type_) {
+            return Some(Cow::Owned(green()));
         }
         if obj.moref.type_ == "HostSystem" && name == "summary" {
             return self
@@ -249,18 +340,70 @@ impl Inventory {
         Some(s)
     }
 
-    /// The derived properties of a managed type (see [`Inventory::value`]).
+    /// The derived properties of a managed type (see [`Inventory::value`]): a VM's `summary`
+    /// and `guest`; the `vm` back-references of hosts, pools, datastores and networks (from
+    /// each VM's `runtime.host`, `resourcePool`, `datastore` and `network`: one place to keep
+    /// right, and no second copy of every VM's reference); every entity's `overallStatus`
+    /// (the simulated inventory is always green).
     pub(crate) fn derived(type_: &str) -> &'static [&'static str] {
-        if type_ == "VirtualMachine" {
-            &["summary", "guest"]
-        } else {
-            &[]
+        match type_ {
+            "VirtualMachine" => &["summary", "guest", "overallStatus"],
+            "HostSystem" | "ResourcePool" | "Datastore" | "Network" => &["vm", "overallStatus"],
+            t if is_entity(t) => &["overallStatus"],
+            _ => &[],
         }
+    }
+
+    /// Whether `prop` of a `type_` object is a derived back-reference (not stored).
+    fn is_derived_ref(type_: &str, prop: &str) -> bool {
+        prop == "vm"
+            && matches!(
+                type_,
+                "HostSystem" | "ResourcePool" | "Datastore" | "Network"
+            )
+    }
+
+    /// The VMs a host runs, a pool holds, a datastore or a network serves, in id order.
+    fn derived_refs(&self, obj: &MoObject, prop: &str) -> Option<Vec<ManagedObjectReference>> {
+        if !Self::is_derived_ref(&obj.moref.type_, prop) {
+            return None;
+        }
+        let me = &obj.moref;
+        let holds = |vm: &MoObject| -> bool {
+            match me.type_.as_str() {
+                "HostSystem" => self
+                    .data::<VirtualMachineRuntimeInfo>(&vm.moref.value, "runtime")
+                    .is_some_and(|r| r.host.as_ref() == Some(me)),
+                "ResourcePool" => matches!(vm.prop("resourcePool"), Some(Any::MoRef(p)) if p == me),
+                _ => match vm.prop(if me.type_ == "Datastore" {
+                    "datastore"
+                } else {
+                    "network"
+                }) {
+                    Some(Any::Array(AnyArray::MoRef(v))) => v.contains(me),
+                    Some(Any::MoRef(r)) => r == me,
+                    _ => false,
+                },
+            }
+        };
+        let mut v: Vec<ManagedObjectReference> = self
+            .of_type("VirtualMachine")
+            .filter(|vm| holds(vm))
+            .map(|vm| vm.moref.clone())
+            .collect();
+        v.sort_by(|a, b| (a.value.len(), &a.value).cmp(&(b.value.len(), &b.value)));
+        Some(v)
     }
 
     /// The references an object's property holds (one reference or an array of them).
     pub(crate) fn refs_of(&self, id: &str, prop: &str) -> Vec<ManagedObjectReference> {
-        match self.objects.get(id).and_then(|o| o.prop(prop)) {
+        let Some(o) = self.objects.get(id) else {
+            return Vec::new();
+        };
+        if let Some(v) = self.derived_refs(o, prop) {
+            return v;
+        }
+        match o.prop(prop) {
             Some(Any::MoRef(r)) => vec![r.clone()],
             Some(Any::Array(AnyArray::MoRef(v))) => v.clone(),
             _ => Vec::new(),
@@ -268,11 +411,14 @@ impl Inventory {
     }
 
     /// Appends a reference to an object's reference-array property (in place: building a
-    /// large inventory stays linear).
+    /// large inventory stays linear). Nothing for a derived back-reference (it follows the VM).
     pub(crate) fn push_ref(&mut self, id: &str, prop: &'static str, r: ManagedObjectReference) {
         let Some(o) = self.objects.get_mut(id) else {
             return;
         };
+        if Self::is_derived_ref(&o.moref.type_, prop) {
+            return;
+        }
         match o.props.iter_mut().find(|(n, _)| *n == prop) {
             Some((_, Any::Array(AnyArray::MoRef(v)))) => v.push(r),
             Some((_, Any::MoRef(one))) => {
@@ -288,6 +434,9 @@ impl Inventory {
         let Some(o) = self.objects.get_mut(id) else {
             return;
         };
+        if Self::is_derived_ref(&o.moref.type_, prop) {
+            return;
+        }
         let kept = match o.props.iter_mut().find(|(n, _)| *n == prop) {
             Some((_, Any::Array(AnyArray::MoRef(v)))) => {
                 v.retain(|r| r.value != target);
@@ -368,15 +517,7 @@ impl Inventory {
         parent: Option<&ManagedObjectReference>,
     ) -> ManagedObjectReference {
         let id = self.new_id(prefix);
-        let mut o = MoObject::new(type_, &id)
-            .with("name", Any::String(name.to_owned()))
-            .with(
-                "overallStatus",
-                Any::Enum(vsphere_client::codec::EnumValue::new(
-                    &vsphere_client::types::ManagedEntityStatus_INFO,
-                    "green",
-                )),
-            );
+        let mut o = MoObject::new(type_, &id).with("name", Any::String(name.to_owned()));
         if let Some(p) = parent {
             o.set("parent", Any::MoRef(p.clone()));
         }
@@ -412,6 +553,7 @@ impl Inventory {
         }
         // Property lists and reference arrays grew by doubling while the inventory was built:
         // give back the spare room (a few hundred bytes per VM).
+        inv.objects.shrink_to_fit();
         for o in inv.objects.values_mut() {
             o.props.shrink_to_fit();
             for (_, v) in &mut o.props {
@@ -468,7 +610,6 @@ impl Inventory {
             let o = self.objects.get_mut(&ds.value).expect("datastore");
             o.set("summary", Any::Data(Box::new(s)));
             o.set("host", refs(&[]));
-            o.set("vm", refs(&[]));
             datastores.push(ds);
         }
         let o = self.objects.get_mut(&dc.value).expect("datacenter");
@@ -510,7 +651,6 @@ impl Inventory {
         let p = self.objects.get_mut(&pool.value).expect("pool");
         p.set("owner", Any::MoRef(cr.clone()));
         p.set("resourcePool", refs(&[]));
-        p.set("vm", refs(&[]));
         let o = self.objects.get_mut(&cr.value).expect("compute resource");
         o.set("resourcePool", Any::MoRef(pool.clone()));
         o.set("datastore", refs(&ctx.datastores));
@@ -577,7 +717,6 @@ impl Inventory {
         o.set("runtime", Any::Data(Box::new(runtime)));
         o.set("datastore", refs(&ctx.datastores));
         o.set("network", refs(std::slice::from_ref(&ctx.network)));
-        o.set("vm", refs(&[]));
         for ds in &ctx.datastores {
             self.push_ref(&ds.value, "host", host.clone());
         }
@@ -636,6 +775,30 @@ struct DcContext {
     host_folder: ManagedObjectReference,
     network: ManagedObjectReference,
     datastores: Vec<ManagedObjectReference>,
+}
+
+/// Whether a managed type is a `ManagedEntity` of the simulated inventory.
+pub(crate) fn is_entity(type_: &str) -> bool {
+    matches!(
+        type_,
+        "Folder"
+            | "Datacenter"
+            | "ComputeResource"
+            | "ClusterComputeResource"
+            | "ResourcePool"
+            | "HostSystem"
+            | "VirtualMachine"
+            | "Datastore"
+            | "Network"
+    )
+}
+
+/// `overallStatus` green.
+fn green() -> Any {
+    Any::Enum(vsphere_client::codec::EnumValue::new(
+        &vsphere_client::types::ManagedEntityStatus_INFO,
+        "green",
+    ))
 }
 
 /// A stable, UUID-shaped id derived from a managed object id.
