@@ -451,6 +451,30 @@ pub(crate) fn delete_snapshot(
     Ok(None)
 }
 
+/// RevertVStorageObject_Task: the disk goes back to the snapshot (its metadata as the snapshot
+/// recorded it) and the snapshots taken after it are deleted, as vCenter does; the snapshot
+/// itself stays. Refused (`InvalidState` caused by `FileLocked`) while the disk is attached:
+/// vCenter reverts detached disks only.
+pub(crate) fn revert(
+    inv: &mut Inventory,
+    disk: &str,
+    ds: Option<&ManagedObjectReference>,
+    snap: &str,
+) -> TaskOutcome {
+    let f = lookup(inv, disk, ds)?;
+    snapshot(f, snap)?;
+    if let Some((vm, _)) = attached_to(inv, disk) {
+        return Err(in_use(inv, f, &vm));
+    }
+    if let Some(f) = inv.fcds.get_mut(disk)
+        && let Some(pos) = f.snapshots.iter().position(|s| s.id == snap)
+    {
+        f.snapshots.truncate(pos + 1);
+        f.metadata.clone_from(&f.snapshots[pos].metadata);
+    }
+    Ok(None)
+}
+
 /// RenameVStorageObject: a new, non-empty name.
 pub(crate) fn rename(
     inv: &mut Inventory,
@@ -679,6 +703,53 @@ mod tests {
             .unwrap()
             .id
             .clone()
+    }
+
+    #[test]
+    fn revert_drops_later_snapshots_and_restores_metadata() {
+        let mut inv = Inventory::build(&crate::InventoryShape::default());
+        let ds = inv.of_type("Datastore").next().unwrap().moref.clone();
+        let vm = inv.first_id("VirtualMachine");
+        let disk = created(&mut inv, &ds);
+        let kv = |k: &str, v: &str| {
+            let mut x = KeyValue::default();
+            x.key = k.into();
+            x.value = v.into();
+            x
+        };
+        update_metadata(&mut inv, &disk, Some(&ds), &[kv("stage", "one")], &[]).unwrap();
+        let snap_id = |r: TaskOutcome| match r {
+            Ok(Some(Any::Data(d))) => d.downcast_ref::<ID>().unwrap().id.clone(),
+            _ => panic!("no snapshot id"),
+        };
+        let first = snap_id(create_snapshot(&mut inv, &disk, Some(&ds), "first"));
+        update_metadata(&mut inv, &disk, Some(&ds), &[kv("stage", "two")], &[]).unwrap();
+        let second = snap_id(create_snapshot(&mut inv, &disk, Some(&ds), "second"));
+        assert_eq!(
+            revert(&mut inv, &disk, Some(&ds), "no-such")
+                .unwrap_err()
+                .type_name(),
+            "NotFound"
+        );
+        attach(&mut inv, &vm, &disk, &ds, None, None).unwrap();
+        assert_eq!(
+            revert(&mut inv, &disk, Some(&ds), &first)
+                .unwrap_err()
+                .type_name(),
+            "InvalidState"
+        );
+        detach(&mut inv, &vm, &disk).unwrap();
+        revert(&mut inv, &disk, Some(&ds), &first).unwrap();
+        let f = &inv.fcds[&disk];
+        assert_eq!(f.snapshots.len(), 1);
+        assert_eq!(f.snapshots[0].id, first);
+        assert_ne!(first, second);
+        let meta: Vec<(&str, &str)> = f
+            .metadata
+            .iter()
+            .map(|k| (k.key.as_str(), k.value.as_str()))
+            .collect();
+        assert_eq!(meta, [("stage", "one")]);
     }
 
     #[test]

@@ -101,6 +101,7 @@
 mod admin;
 mod collector;
 mod devices;
+mod entity;
 mod error;
 mod fault;
 mod fcd;

@@ -796,6 +796,45 @@ fn dispatch(st: &mut SimState, mut req: Request, cookie: Option<&str>) -> Reply 
                 crate::vdisk::extend(&mut st.inv, &name, dc.as_ref(), new_kb)
             })
         }
+        "CopyVirtualDisk_Task" | "MoveVirtualDisk_Task" => {
+            let source: String = param!(req, one, "sourceName");
+            let source_dc: Option<ManagedObjectReference> = param!(req, opt, "sourceDatacenter");
+            let dest: String = param!(req, one, "destName");
+            let dest_dc: Option<ManagedObjectReference> = param!(req, opt, "destDatacenter");
+            let force: Option<bool> = param!(req, opt, "force");
+            let spec: Option<Poly<VirtualDiskSpec>> = if name == "CopyVirtualDisk_Task" {
+                param!(req, opt, "destSpec")
+            } else {
+                None
+            };
+            let copy = name == "CopyVirtualDisk_Task";
+            start_task(st, &key, &req, None, move |st| {
+                let t = crate::vdisk::Transfer {
+                    source: &source,
+                    source_dc: source_dc.as_ref(),
+                    dest: &dest,
+                    dest_dc: dest_dc.as_ref(),
+                    force: force.unwrap_or(false),
+                };
+                if copy {
+                    crate::vdisk::copy(&mut st.inv, &t, spec.as_ref())
+                } else {
+                    crate::vdisk::move_disk(&mut st.inv, &t)
+                }
+            })
+        }
+        "InflateVirtualDisk_Task" | "ShrinkVirtualDisk_Task" => {
+            let disk: String = param!(req, one, "name");
+            let dc: Option<ManagedObjectReference> = param!(req, opt, "datacenter");
+            let inflate = name == "InflateVirtualDisk_Task";
+            start_task(st, &key, &req, None, move |st| {
+                if inflate {
+                    crate::vdisk::inflate(&mut st.inv, &disk, dc.as_ref())
+                } else {
+                    crate::vdisk::shrink(&mut st.inv, &disk, dc.as_ref())
+                }
+            })
+        }
         "QueryVirtualDiskUuid" => {
             let name: String = param!(req, one, "name");
             let dc: Option<ManagedObjectReference> = param!(req, opt, "datacenter");
@@ -927,6 +966,25 @@ fn dispatch(st: &mut SimState, mut req: Request, cookie: Option<&str>) -> Reply 
                 vm::destroy(&mut st.inv, &vm_id)
             })
         }
+        "Destroy_Task" => {
+            let entity = req.this.clone();
+            let target = entity.clone();
+            start_task(st, &key, &req, Some(&entity), move |st| {
+                crate::entity::destroy(&mut st.inv, &target)
+            })
+        }
+        "CreateFolder" => {
+            let name: String = param!(req, one, "name");
+            let parent = req.this.clone();
+            let folder = crate::entity::create_folder(&mut st.inv, &parent, &name)?;
+            ok(encode_response(req.method, &[&&folder]))
+        }
+        "CreateResourcePool" => {
+            let name: String = param!(req, one, "name");
+            let parent = req.this.clone();
+            let pool = crate::entity::create_pool(&mut st.inv, &parent, &name)?;
+            ok(encode_response(req.method, &[&&pool]))
+        }
         "CreateVM_Task" => {
             let config: VirtualMachineConfigSpec = param!(req, one, "config");
             let pool: ManagedObjectReference = param!(req, one, "pool");
@@ -1003,6 +1061,14 @@ fn dispatch(st: &mut SimState, mut req: Request, cookie: Option<&str>) -> Reply 
             let description: String = param!(req, one, "description");
             start_task(st, &key, &req, Some(&ds.clone()), move |st| {
                 fcd::create_snapshot(&mut st.inv, &disk.id, Some(&ds), &description)
+            })
+        }
+        "RevertVStorageObject_Task" => {
+            let disk: ID = param!(req, one, "id");
+            let ds: ManagedObjectReference = param!(req, one, "datastore");
+            let snap: ID = param!(req, one, "snapshotId");
+            start_task(st, &key, &req, Some(&ds.clone()), move |st| {
+                fcd::revert(&mut st.inv, &disk.id, Some(&ds), &snap.id)
             })
         }
         "RetrieveSnapshotInfo" => {

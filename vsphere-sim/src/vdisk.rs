@@ -8,6 +8,11 @@
 //!   Class Disk's file is `FileLocked` (delete those through the VM or the disk).
 //! - `ExtendVirtualDisk_Task` grows a loose disk, a powered-off VM's disk or a detached First
 //!   Class Disk (the VM's device and the disk's capacity follow); never shrinks.
+//! - `CopyVirtualDisk_Task` copies any tracked disk to a new loose disk (space taken from the
+//!   destination datastore); `MoveVirtualDisk_Task` moves a loose disk (its space moves with it);
+//!   `force` replaces a loose disk at the destination, never a VM's or a First Class Disk's file.
+//! - `InflateVirtualDisk_Task` makes a thin loose disk `eagerZeroedThick`;
+//!   `ShrinkVirtualDisk_Task` checks a loose disk and keeps its capacity.
 //! - `QueryVirtualDiskUuid`: the disk's uuid as vCenter writes it (`60 00 C2 ...-...`).
 //!
 //! `FileNotFound` for a missing file, `InvalidDatastorePath` for a name that is no datastore
@@ -240,6 +245,182 @@ pub(crate) fn extend(
     Ok(None)
 }
 
+/// A tracked disk file's capacity in KB.
+fn capacity_kb(inv: &Inventory, name: &str, owner: &Owner) -> i64 {
+    match owner {
+        Owner::Loose => inv.disk_files.get(name).map_or(0, |f| f.capacity_kb),
+        Owner::Vm(vm, key) => vm_disk(inv, vm, *key).map_or(0, |d| d.capacity_in_kb),
+        Owner::Fcd(id) => inv.fcds.get(id).map_or(0, |f| f.capacity_mb * 1024),
+    }
+}
+
+/// The destination of a copy or a move: free, or a loose disk replaced when `force`. The bytes
+/// the replaced disk gives back to the destination datastore.
+fn destination(inv: &Inventory, dest: &str, force: bool) -> Result<i64, Fault> {
+    match owner(inv, dest) {
+        None => Ok(0),
+        Some(Owner::Loose) if force => Ok(inv
+            .disk_files
+            .get(dest)
+            .map_or(0, |f| f.capacity_kb.saturating_mul(1024))),
+        Some(Owner::Loose) => Err(Fault::new(
+            format!("Cannot complete the operation because the file {dest} already exists"),
+            file_fault(FileAlreadyExists::default(), dest),
+        )),
+        Some(Owner::Vm(vm, _)) => Err(locked(dest, &format!("a disk of {vm}"))),
+        Some(Owner::Fcd(id)) => Err(locked(dest, &format!("First Class Disk {id}"))),
+    }
+}
+
+/// Takes `kb` from `ds`, counting `freed` bytes that the same call gives back on it first.
+fn take_space_after(
+    inv: &mut Inventory,
+    ds: &ManagedObjectReference,
+    kb: i64,
+    freed: i64,
+) -> Result<(), Fault> {
+    let bytes = kb.saturating_mul(1024);
+    if inv.free_space(&ds.value).unwrap_or(0).saturating_add(freed) < bytes {
+        return Err(crate::fcd::no_space(inv, ds));
+    }
+    inv.adjust_free_space(&ds.value, freed - bytes);
+    Ok(())
+}
+
+/// Where a copy or a move goes, and how.
+pub(crate) struct Transfer<'a> {
+    pub(crate) source: &'a str,
+    pub(crate) source_dc: Option<&'a ManagedObjectReference>,
+    pub(crate) dest: &'a str,
+    pub(crate) dest_dc: Option<&'a ManagedObjectReference>,
+    pub(crate) force: bool,
+}
+
+/// `CopyVirtualDisk_Task`: any tracked disk (loose, a VM's, a First Class Disk's file) is copied
+/// to a new loose disk of the same capacity, taken from the destination datastore; `destSpec`'s
+/// disk and adapter types when given. The task's result is the new disk's path.
+pub(crate) fn copy(
+    inv: &mut Inventory,
+    t: &Transfer<'_>,
+    spec: Option<&Poly<VirtualDiskSpec>>,
+) -> TaskOutcome {
+    resolve(inv, t.source, t.source_dc)?;
+    let dest_ds = resolve(inv, t.dest, t.dest_dc)?;
+    let Some(src) = owner(inv, t.source) else {
+        return Err(missing(t.source));
+    };
+    if t.source == t.dest {
+        return Err(invalid_argument(
+            "the source and the destination are the same file",
+            Some("destName"),
+        ));
+    }
+    let kb = capacity_kb(inv, t.source, &src);
+    let (disk_type, adapter_type) = match (spec, inv.disk_files.get(t.source)) {
+        (Some(s), _) => (s.disk_type.clone(), s.adapter_type.clone()),
+        (None, Some(f)) => (f.disk_type.clone(), f.adapter_type.clone()),
+        (None, None) => ("thin".to_owned(), "lsiLogic".to_owned()),
+    };
+    let freed = destination(inv, t.dest, t.force)?;
+    take_space_after(inv, &dest_ds, kb, freed)?;
+    inv.disk_files.insert(
+        t.dest.to_owned(),
+        DiskFile {
+            datastore: dest_ds,
+            capacity_kb: kb,
+            uuid: uuid_for(t.dest),
+            disk_type,
+            adapter_type,
+        },
+    );
+    Ok(Some(Any::String(t.dest.to_owned())))
+}
+
+/// `MoveVirtualDisk_Task`: a loose disk moves (or is renamed), keeping its uuid; its space
+/// moves to the destination datastore; the task's result is the new path. A VM's disk or a
+/// First Class Disk's file is `FileLocked`.
+pub(crate) fn move_disk(inv: &mut Inventory, t: &Transfer<'_>) -> TaskOutcome {
+    resolve(inv, t.source, t.source_dc)?;
+    let dest_ds = resolve(inv, t.dest, t.dest_dc)?;
+    match owner(inv, t.source) {
+        None => return Err(missing(t.source)),
+        Some(Owner::Vm(vm, _)) => return Err(locked(t.source, &format!("a disk of {vm}"))),
+        Some(Owner::Fcd(id)) => {
+            return Err(locked(t.source, &format!("First Class Disk {id}")));
+        }
+        Some(Owner::Loose) => {}
+    }
+    if t.source == t.dest {
+        return Ok(Some(Any::String(t.dest.to_owned())));
+    }
+    let freed = destination(inv, t.dest, t.force)?;
+    let Some(file) = inv.disk_files.get(t.source).cloned() else {
+        return Err(missing(t.source));
+    };
+    // On the same datastore the space only changes hands.
+    let back = if file.datastore == dest_ds {
+        file.capacity_kb.saturating_mul(1024)
+    } else {
+        0
+    };
+    take_space_after(inv, &dest_ds, file.capacity_kb, freed + back)?;
+    if back == 0 {
+        inv.adjust_free_space(&file.datastore.value, file.capacity_kb.saturating_mul(1024));
+    }
+    inv.disk_files.remove(t.source);
+    inv.disk_files.insert(
+        t.dest.to_owned(),
+        DiskFile {
+            datastore: dest_ds,
+            ..file
+        },
+    );
+    Ok(Some(Any::String(t.dest.to_owned())))
+}
+
+/// The loose disk `name`, for `InflateVirtualDisk_Task` and `ShrinkVirtualDisk_Task`: a VM's
+/// disk or a First Class Disk's file is `FileLocked` (those change through the VM or the disk).
+fn loose_mut<'a>(
+    inv: &'a mut Inventory,
+    name: &str,
+    dc: Option<&ManagedObjectReference>,
+) -> Result<&'a mut DiskFile, Fault> {
+    resolve(inv, name, dc)?;
+    match owner(inv, name) {
+        None => return Err(missing(name)),
+        Some(Owner::Vm(vm, _)) => return Err(locked(name, &format!("a disk of {vm}"))),
+        Some(Owner::Fcd(id)) => return Err(locked(name, &format!("First Class Disk {id}"))),
+        Some(Owner::Loose) => {}
+    }
+    inv.disk_files.get_mut(name).ok_or_else(|| missing(name))
+}
+
+/// `InflateVirtualDisk_Task`: a thin loose disk becomes `eagerZeroedThick` (its capacity was
+/// taken from the datastore when it was made, so the free space does not change).
+pub(crate) fn inflate(
+    inv: &mut Inventory,
+    name: &str,
+    dc: Option<&ManagedObjectReference>,
+) -> TaskOutcome {
+    let f = loose_mut(inv, name, dc)?;
+    if f.disk_type == "thin" {
+        "eagerZeroedThick".clone_into(&mut f.disk_type);
+    }
+    Ok(None)
+}
+
+/// `ShrinkVirtualDisk_Task`: reclaims a loose disk's unused blocks. Its capacity stays (vCenter
+/// never changes a disk's capacity here) and the simulator counts no unused blocks, so only the
+/// checks are made: `FileNotFound`, `FileLocked`, the datastore path's faults.
+pub(crate) fn shrink(
+    inv: &mut Inventory,
+    name: &str,
+    dc: Option<&ManagedObjectReference>,
+) -> TaskOutcome {
+    loose_mut(inv, name, dc)?;
+    Ok(None)
+}
+
 fn vm_disk<'a>(inv: &'a Inventory, vm: &str, key: i32) -> Option<&'a VirtualDisk> {
     inv.data::<VirtualMachineConfigInfo>(vm, "config")?
         .hardware
@@ -382,6 +563,80 @@ mod tests {
         crate::vm::power(&mut inv, &vm, crate::vm::PowerOp::Off).unwrap();
         extend(&mut inv, &path, None, 1 << 21).unwrap();
         assert_eq!(vm_disk(&inv, &vm, 2000).unwrap().capacity_in_kb, 1 << 21);
+    }
+
+    #[test]
+    fn copy_move_inflate_shrink_keep_the_space_right() {
+        let mut inv = Inventory::build(&crate::InventoryShape::default());
+        let ds = crate::vm::datastore_by_name(&inv, "LocalDS_0").unwrap();
+        let shared = crate::vm::datastore_by_name(&inv, "SharedDS_0").unwrap();
+        let free =
+            |inv: &Inventory, ds: &ManagedObjectReference| inv.free_space(&ds.value).unwrap();
+        let (local0, shared0) = (free(&inv, &ds), free(&inv, &shared));
+        create(&mut inv, "[LocalDS_0] a.vmdk", None, &spec(1024)).unwrap();
+        let t = |source, dest, force| Transfer {
+            source,
+            source_dc: None,
+            dest,
+            dest_dc: None,
+            force,
+        };
+        copy(
+            &mut inv,
+            &t("[LocalDS_0] a.vmdk", "[SharedDS_0] b.vmdk", false),
+            None,
+        )
+        .unwrap();
+        assert_eq!(free(&inv, &ds), local0 - (1 << 20));
+        assert_eq!(free(&inv, &shared), shared0 - (1 << 20));
+        assert_eq!(inv.disk_files["[SharedDS_0] b.vmdk"].disk_type, "thin");
+        // The destination exists: FileAlreadyExists, unless force replaces it.
+        let again = t("[LocalDS_0] a.vmdk", "[SharedDS_0] b.vmdk", false);
+        assert_eq!(fault(copy(&mut inv, &again, None)), "FileAlreadyExists");
+        let forced = t("[LocalDS_0] a.vmdk", "[SharedDS_0] b.vmdk", true);
+        copy(&mut inv, &forced, None).unwrap();
+        assert_eq!(free(&inv, &shared), shared0 - (1 << 20));
+        // A move to the other datastore carries the space; a rename on one datastore keeps it.
+        move_disk(
+            &mut inv,
+            &t("[LocalDS_0] a.vmdk", "[SharedDS_0] c.vmdk", false),
+        )
+        .unwrap();
+        assert_eq!(free(&inv, &ds), local0);
+        assert_eq!(free(&inv, &shared), shared0 - (2 << 20));
+        move_disk(
+            &mut inv,
+            &t("[SharedDS_0] c.vmdk", "[SharedDS_0] d.vmdk", false),
+        )
+        .unwrap();
+        assert_eq!(free(&inv, &shared), shared0 - (2 << 20));
+        assert!(!inv.disk_files.contains_key("[SharedDS_0] c.vmdk"));
+        // A VM's disk can be copied but not moved, inflated or shrunk.
+        let vm_disk = "[LocalDS_0] DC0_H0_VM0/DC0_H0_VM0.vmdk";
+        copy(&mut inv, &t(vm_disk, "[LocalDS_0] e.vmdk", false), None).unwrap();
+        assert_eq!(inv.disk_files["[LocalDS_0] e.vmdk"].capacity_kb, 1 << 20);
+        assert_eq!(
+            fault(move_disk(
+                &mut inv,
+                &t(vm_disk, "[LocalDS_0] f.vmdk", false)
+            )),
+            "FileLocked"
+        );
+        assert_eq!(fault(inflate(&mut inv, vm_disk, None)), "FileLocked");
+        assert_eq!(fault(shrink(&mut inv, vm_disk, None)), "FileLocked");
+        inflate(&mut inv, "[SharedDS_0] d.vmdk", None).unwrap();
+        assert_eq!(
+            inv.disk_files["[SharedDS_0] d.vmdk"].disk_type,
+            "eagerZeroedThick"
+        );
+        shrink(&mut inv, "[SharedDS_0] d.vmdk", None).unwrap();
+        assert_eq!(inv.disk_files["[SharedDS_0] d.vmdk"].capacity_kb, 1024);
+        assert_eq!(
+            fault(shrink(&mut inv, "[SharedDS_0] none.vmdk", None)),
+            "FileNotFound"
+        );
+        let missing = t("[LocalDS_0] none.vmdk", "[LocalDS_0] g.vmdk", false);
+        assert_eq!(fault(copy(&mut inv, &missing, None)), "FileNotFound");
     }
 
     #[test]

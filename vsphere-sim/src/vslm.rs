@@ -279,6 +279,15 @@ pub(crate) fn dispatch(st: &mut SimState, session: &str, mut req: Request) -> Re
             });
             ok(encode_response(req.method, &[&&vslm_task(&t)]))
         }
+        "VslmRevertVStorageObject_Task" => {
+            let disk: ID = param!(req, one, "id");
+            let snap: ID = param!(req, one, "snapshotId");
+            let ds = datastore_of(&st.inv, &disk.id)?;
+            let t = queue_task(st, session, &req, Some(&ds), move |st| {
+                fcd::revert(&mut st.inv, &disk.id, None, &snap.id)
+            });
+            ok(encode_response(req.method, &[&&vslm_task(&t)]))
+        }
         "VslmDeleteSnapshot_Task" => {
             let disk: ID = param!(req, one, "id");
             let snap: ID = param!(req, one, "snapshotId");

@@ -22,8 +22,7 @@ use vsphere_client::mo::{
 use vsphere_client::rest::{Cardinality, CategorySpec, RestClient, TagSpec};
 use vsphere_client::types::{
     FileBackedVirtualDiskSpec, PbmProfileId, PbmServerObjectRef, ServiceContent, TaskInfoState,
-    VStorageObject, VirtualDiskSpec, VirtualMachineConfigSpec, VslmCreateSpec,
-    VslmCreateSpecDiskFileBackingSpec,
+    VirtualDiskSpec, VirtualMachineConfigSpec,
 };
 
 /// The standalone simulator on `dir`: the process and its URL with credentials.
@@ -84,31 +83,8 @@ async fn everything_survives_a_restart_of_the_binary() {
     let (http, content) = connect(&url).await;
     let local = find(&http, &content, "DC0/datastore/LocalDS_0").await;
     let vm = find(&http, &content, "DC0/vm/DC0_H0_VM0").await;
-    let m = VcenterVStorageObjectManager::from_reference(
-        content.v_storage_object_manager.clone().unwrap(),
-    );
-    let mut b = VslmCreateSpecDiskFileBackingSpec::default();
-    b.vslm_create_spec_backing_spec.datastore = local.clone();
-    let mut cs = VslmCreateSpec::default();
-    cs.name = "kept".into();
-    cs.capacity_in_mb = 16;
-    cs.backing_spec = Some(Poly::new(b));
-    let task = m.create_disk_task(&http, &cs).await.unwrap();
-    let (_, info) = wait_task(&http, &content, task.task().reference()).await;
-    let Some(Any::Data(o)) = info.result else {
-        panic!("no disk: {:?}", info.error)
-    };
-    let o = o.downcast_ref::<VStorageObject>().unwrap();
-    let disk = o
-        .config
-        .as_ref()
-        .unwrap()
-        .base_config_info
-        .id
-        .as_ref()
-        .unwrap()
-        .id
-        .clone();
+    let m = common::vim_disks(&content);
+    let disk = common::new_disk(&http, &content, "kept", 16, &local).await;
     let task = m
         .v_center_update_v_storage_object_metadata_ex_task(
             &http,

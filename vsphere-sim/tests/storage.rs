@@ -15,52 +15,23 @@ mod common;
 
 use std::time::Duration;
 
-use common::{connect, find, id, kv, wait_task};
+use common::{
+    connect, create_spec, disk_id, find, id, kv, new_disk, read, task_fault, task_info, task_ok,
+    vim_disks,
+};
 use vsphere_client::codec::{Any, ManagedObjectReference, Poly};
 use vsphere_client::mo::{
     PbmPlacementSolver, PbmProfileProfileManager, PbmServiceInstance, VcenterVStorageObjectManager,
-    ViewManager, VslmServiceInstance, VslmTask, VslmVStorageObjectManager,
+    ViewManager, VirtualDiskManager, VslmServiceInstance, VslmTask, VslmVStorageObjectManager,
 };
 use vsphere_client::rest::{Cardinality, CategorySpec, TagSpec};
 use vsphere_client::types::{
-    ID, PbmCapabilityProfile, PbmPlacementHub, PbmProfileResourceType, ServiceContent,
-    TaskInfoState, VStorageObject, VslmCloneSpec, VslmCreateSpec,
-    VslmCreateSpecDiskFileBackingSpec, VslmRelocateSpec, VslmTaskInfoState,
+    DatastoreSummary, FileBackedVirtualDiskSpec, ID, PbmCapabilityProfile, PbmPlacementHub,
+    PbmProfileResourceType, ServiceContent, TaskInfoState, VStorageObject, VirtualDiskSpec,
+    VslmCloneSpec, VslmCreateSpecDiskFileBackingSpec, VslmRelocateSpec, VslmTaskInfoState,
     VslmVsoVStorageObjectQuerySpec,
 };
 use vsphere_sim::Simulator;
-
-fn create_spec(name: &str, mb: i64, ds: &ManagedObjectReference) -> VslmCreateSpec {
-    let mut b = VslmCreateSpecDiskFileBackingSpec::default();
-    b.vslm_create_spec_backing_spec.datastore = ds.clone();
-    b.provisioning_type = Some("thin".into());
-    let mut s = VslmCreateSpec::default();
-    s.name = name.into();
-    s.capacity_in_mb = mb;
-    s.backing_spec = Some(Poly::new(b));
-    s
-}
-
-fn disk_id(o: &VStorageObject) -> String {
-    o.config
-        .as_ref()
-        .unwrap()
-        .base_config_info
-        .id
-        .as_ref()
-        .unwrap()
-        .id
-        .clone()
-}
-
-async fn fcd_task<T>(
-    http: &common::Http,
-    content: &ServiceContent,
-    call: vsphere_client::rpc::PendingTask<T>,
-) -> vsphere_client::types::TaskInfo {
-    let (_, info) = wait_task(http, content, call.task().reference()).await;
-    info
-}
 
 /// A simulator with 2 ms task stages and a session on it, and the `LocalDS_0` datastore.
 async fn session() -> (
@@ -79,42 +50,15 @@ async fn session() -> (
     (sim, http, content, local)
 }
 
-/// Creates a First Class Disk on `ds` through vim25; its id.
-async fn new_disk(
-    http: &common::Http,
-    content: &ServiceContent,
-    m: &VcenterVStorageObjectManager,
-    name: &str,
-    mb: i64,
-    ds: &ManagedObjectReference,
-) -> String {
-    let info = fcd_task(
-        http,
-        content,
-        m.create_disk_task(http, &create_spec(name, mb, ds))
-            .await
-            .unwrap(),
-    )
-    .await;
-    let Some(Any::Data(o)) = info.result else {
-        panic!("no disk: {:?}", info.error)
-    };
-    disk_id(o.downcast_ref::<VStorageObject>().unwrap())
-}
-
-fn vim_disks(content: &ServiceContent) -> VcenterVStorageObjectManager {
-    VcenterVStorageObjectManager::from_reference(content.v_storage_object_manager.clone().unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fcd_snapshots_metadata_rename_clone_relocate_on_vim25() {
     let (_sim, http, content, local) = session().await;
     let shared = find(&http, &content, "DC0/datastore/SharedDS_0").await;
     let m = vim_disks(&content);
-    let disk = new_disk(&http, &content, &m, "vol", 32, &local).await;
+    let disk = new_disk(&http, &content, "vol", 32, &local).await;
 
     // Snapshots.
-    let info = fcd_task(
+    let info = task_info(
         &http,
         &content,
         m.v_storage_object_create_snapshot_task(&http, &id(&disk), &local, "first")
@@ -149,7 +93,7 @@ async fn fcd_snapshots_metadata_rename_clone_relocate_on_vim25() {
         .await
         .unwrap_err();
     assert!(e.is_fault("NotFound"), "{e}");
-    let info = fcd_task(
+    let info = task_info(
         &http,
         &content,
         m.delete_snapshot_task(&http, &id(&disk), &local, &id("no-such-snapshot"))
@@ -162,7 +106,7 @@ async fn fcd_snapshots_metadata_rename_clone_relocate_on_vim25() {
         info.error.unwrap().fault.as_ref().unwrap().type_name(),
         "NotFound"
     );
-    let info = fcd_task(
+    let info = task_info(
         &http,
         &content,
         m.delete_snapshot_task(&http, &id(&disk), &local, &id(&snap))
@@ -173,7 +117,7 @@ async fn fcd_snapshots_metadata_rename_clone_relocate_on_vim25() {
     assert_eq!(info.state, TaskInfoState::Success, "{:?}", info.error);
 
     // Metadata and rename.
-    let info = fcd_task(
+    let info = task_info(
         &http,
         &content,
         m.v_center_update_v_storage_object_metadata_ex_task(
@@ -210,7 +154,7 @@ async fn fcd_snapshots_metadata_rename_clone_relocate_on_vim25() {
     let mut b = VslmCreateSpecDiskFileBackingSpec::default();
     b.vslm_create_spec_backing_spec.datastore = shared.clone();
     cs.vslm_migrate_spec.backing_spec = Some(Poly::new(b.clone()));
-    let info = fcd_task(
+    let info = task_info(
         &http,
         &content,
         m.clone_v_storage_object_task(&http, &id(&disk), &local, &cs)
@@ -242,7 +186,7 @@ async fn fcd_snapshots_metadata_rename_clone_relocate_on_vim25() {
     );
     let mut rs = VslmRelocateSpec::default();
     rs.vslm_migrate_spec.backing_spec = Some(Poly::new(b));
-    let info = fcd_task(
+    let info = task_info(
         &http,
         &content,
         m.relocate_v_storage_object_task(&http, &id(&disk), &local, &rs)
@@ -269,7 +213,7 @@ async fn fcd_snapshots_metadata_rename_clone_relocate_on_vim25() {
 async fn fcd_tags_come_from_the_tagging_service() {
     let (sim, http, content, local) = session().await;
     let m = vim_disks(&content);
-    let disk = new_disk(&http, &content, &m, "tagged", 16, &local).await;
+    let disk = new_disk(&http, &content, "tagged", 16, &local).await;
 
     // A tag that the tagging service does not have: NotFound.
     let e = m
@@ -613,4 +557,145 @@ async fn pbm_endpoint_serves_default_profiles_and_placement() {
         .await
         .unwrap_err();
     assert!(e.is_fault("InvalidArgument"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fcd_revert_on_vim25_and_vslm_drops_later_snapshots() {
+    let (_sim, http, content, local) = session().await;
+    let m = vim_disks(&content);
+    let disk = new_disk(&http, &content, "reverted", 8, &local).await;
+    let mut snaps = Vec::new();
+    for label in ["one", "two", "three"] {
+        let info = task_ok(
+            &http,
+            &content,
+            m.v_storage_object_create_snapshot_task(&http, &id(&disk), &local, label)
+                .await
+                .unwrap(),
+        )
+        .await;
+        let Some(Any::Data(s)) = info.result else {
+            panic!("no snapshot id")
+        };
+        snaps.push(s.downcast_ref::<ID>().unwrap().id.clone());
+    }
+    let count = |m: &VcenterVStorageObjectManager| {
+        let call = m.retrieve_snapshot_info(&http, &id(&disk), &local);
+        async move { call.await.unwrap().snapshots.len() }
+    };
+    // vim25: back to "two"; "three" goes.
+    task_ok(
+        &http,
+        &content,
+        m.revert_v_storage_object_task(&http, &id(&disk), &local, &id(&snaps[1]))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(count(&m).await, 2);
+    // An unknown snapshot: the task fails with NotFound.
+    let info = task_info(
+        &http,
+        &content,
+        m.revert_v_storage_object_task(&http, &id(&disk), &local, &id("no-such"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(info.state, TaskInfoState::Error);
+    assert_eq!(task_fault(&info).as_deref(), Some("NotFound"));
+    // vslm: back to "one".
+    let vslm = http.on_path("/vslm/sdk");
+    let vc = VslmServiceInstance::new("ServiceInstance")
+        .retrieve_content(&vslm)
+        .await
+        .unwrap();
+    let vm = VslmVStorageObjectManager::from_reference(vc.v_storage_object_manager);
+    let task = VslmTask::from_reference(
+        vm.vslm_revert_v_storage_object_task(&vslm, &id(&disk), &id(&snaps[0]))
+            .await
+            .unwrap(),
+    );
+    let info = loop {
+        let info = task.vslm_query_info(&vslm).await.unwrap();
+        if matches!(
+            info.state,
+            VslmTaskInfoState::Success | VslmTaskInfoState::Error
+        ) {
+            break info;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert_eq!(info.state, VslmTaskInfoState::Success, "{:?}", info.error);
+    assert_eq!(count(&m).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn virtual_disk_manager_copies_moves_inflates_and_shrinks() {
+    let (_sim, http, content, local) = session().await;
+    let vdm = VirtualDiskManager::from_reference(content.virtual_disk_manager.clone().unwrap());
+    let free = |ds: ManagedObjectReference| {
+        let (http, content) = (&http, &content);
+        async move {
+            let Some(Any::Data(s)) = read(http, content, &ds, "summary").await else {
+                panic!("no summary")
+            };
+            s.downcast_ref::<DatastoreSummary>().unwrap().free_space
+        }
+    };
+    let shared = find(&http, &content, "DC0/datastore/SharedDS_0").await;
+    let (local0, shared0) = (free(local.clone()).await, free(shared.clone()).await);
+    let mut spec = FileBackedVirtualDiskSpec::default();
+    spec.capacity_kb = 2048;
+    spec.disk_type = "thin".into();
+    spec.adapter_type = "lsiLogic".into();
+    let spec = Poly::<VirtualDiskSpec>::new(spec);
+    task_ok(
+        &http,
+        &content,
+        vdm.create_virtual_disk_task(&http, "[LocalDS_0] v/a.vmdk", None, &spec)
+            .await
+            .unwrap(),
+    )
+    .await;
+    // Copy or move `from` to `to`: the task's info.
+    let transfer = |copy: bool, from: &'static str, to: &'static str| {
+        let call = if copy {
+            vdm.copy_virtual_disk_task(&http, from, None, to, None, None, None)
+        } else {
+            vdm.move_virtual_disk_task(&http, from, None, to, None, None, &[])
+        };
+        let (http, content) = (&http, &content);
+        async move { task_info(http, content, call.await.unwrap()).await }
+    };
+    let info = transfer(true, "[LocalDS_0] v/a.vmdk", "[SharedDS_0] v/b.vmdk").await;
+    assert!(matches!(info.result, Some(Any::String(p)) if p == "[SharedDS_0] v/b.vmdk"));
+    assert_eq!(free(shared.clone()).await, shared0 - (2 << 20));
+    // Copying onto an existing file without force: FileAlreadyExists.
+    let info = transfer(true, "[LocalDS_0] v/a.vmdk", "[SharedDS_0] v/b.vmdk").await;
+    assert_eq!(task_fault(&info).as_deref(), Some("FileAlreadyExists"));
+    let info = transfer(false, "[LocalDS_0] v/a.vmdk", "[SharedDS_0] v/c.vmdk").await;
+    assert_eq!(task_fault(&info), None);
+    assert_eq!(free(local.clone()).await, local0);
+    assert_eq!(free(shared.clone()).await, shared0 - (4 << 20));
+    task_ok(
+        &http,
+        &content,
+        vdm.inflate_virtual_disk_task(&http, "[SharedDS_0] v/c.vmdk", None)
+            .await
+            .unwrap(),
+    )
+    .await;
+    task_ok(
+        &http,
+        &content,
+        vdm.shrink_virtual_disk_task(&http, "[SharedDS_0] v/c.vmdk", None, None)
+            .await
+            .unwrap(),
+    )
+    .await;
+    // A VM's disk cannot be moved away from it.
+    let vm_disk = "[LocalDS_0] DC0_H0_VM0/DC0_H0_VM0.vmdk";
+    let info = transfer(false, vm_disk, "[LocalDS_0] v/d.vmdk").await;
+    assert_eq!(task_fault(&info).as_deref(), Some("FileLocked"));
 }

@@ -10,16 +10,18 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{connect, find, read, wait_task};
-use vsphere_client::codec::{Any, ManagedObjectReference, Poly};
+use vsphere_client::codec::{Any, AnyArray, ManagedObjectReference, Poly};
 use vsphere_client::mo::{
-    PropertyCollector, SearchIndex, VcenterVStorageObjectManager, VirtualMachine,
+    Folder, ManagedEntity, PropertyCollector, ResourcePool, SearchIndex,
+    VcenterVStorageObjectManager, VirtualMachine,
 };
 use vsphere_client::types::{
-    DatastoreSummary, ID, ObjectSpec, PropertyFilterSpec, PropertySpec, ServiceContent,
-    TaskInfoState, VStorageObject, VirtualDeviceConfigSpec, VirtualDeviceConfigSpecFileOperation,
-    VirtualDeviceConfigSpecOperation, VirtualDeviceFileBackingInfo, VirtualDisk,
-    VirtualDiskFlatVer2BackingInfo, VirtualMachineCloneSpec, VirtualMachineConfigSpec,
-    VslmCreateSpec, VslmCreateSpecDiskFileBackingSpec, WaitOptions,
+    DatastoreSummary, ID, ObjectSpec, PropertyFilterSpec, PropertySpec, ResourceConfigSpec,
+    ServiceContent, TaskInfoState, VStorageObject, VirtualDeviceConfigSpec,
+    VirtualDeviceConfigSpecFileOperation, VirtualDeviceConfigSpecOperation,
+    VirtualDeviceFileBackingInfo, VirtualDisk, VirtualDiskFlatVer2BackingInfo,
+    VirtualMachineCloneSpec, VirtualMachineConfigSpec, VslmCreateSpec,
+    VslmCreateSpecDiskFileBackingSpec, WaitOptions,
 };
 use vsphere_sim::Simulator;
 
@@ -67,13 +69,12 @@ async fn a_power_task_moves_queued_running_success_through_wait_for_updates() {
 
     // The task is listed by the TaskManager and by the VM.
     let tm = content.task_manager.clone().unwrap();
-    let Some(Any::Array(vsphere_client::codec::AnyArray::MoRef(recent))) =
-        read(&http, &content, &tm, "recentTask").await
+    let Some(Any::Array(AnyArray::MoRef(recent))) = read(&http, &content, &tm, "recentTask").await
     else {
         panic!("no recentTask")
     };
     assert!(recent.contains(&task));
-    let Some(Any::Array(vsphere_client::codec::AnyArray::MoRef(vm_recent))) =
+    let Some(Any::Array(AnyArray::MoRef(vm_recent))) =
         read(&http, &content, &vm_ref, "recentTask").await
     else {
         panic!("no VM recentTask")
@@ -226,7 +227,7 @@ async fn reconfigure_clone_destroy_with_capacity_accounting() {
     let (_, info) = wait_task(&http, &content, t.task().reference()).await;
     assert_eq!(info.state, TaskInfoState::Success, "{:?}", info.error);
     assert_eq!(free_space(&http, &content, &ds).await, before - 4096 * 1024);
-    let Some(Any::Array(vsphere_client::codec::AnyArray::Data { items, .. })) =
+    let Some(Any::Array(AnyArray::Data { items, .. })) =
         read(&http, &content, &vm_ref, "config.hardware.device").await
     else {
         panic!("no devices")
@@ -318,7 +319,7 @@ async fn first_class_disks_attach_to_one_vm_at_a_time() {
         .unwrap())
     .await;
     assert_eq!(info.state, TaskInfoState::Success, "{:?}", info.error);
-    let Some(Any::Array(vsphere_client::codec::AnyArray::Data { items, .. })) =
+    let Some(Any::Array(AnyArray::Data { items, .. })) =
         read(&http, &content, vm1.reference(), "config.hardware.device").await
     else {
         panic!("no devices")
@@ -527,4 +528,66 @@ async fn the_inventory_survives_a_restart_with_a_state_dir() {
     assert_eq!(info.state, TaskInfoState::Success);
     sim.stop().await;
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroy_task_on_folders_pools_hosts_and_datacenters() {
+    let sim = Simulator::builder()
+        .task_step(Duration::from_millis(2))
+        .start()
+        .await
+        .unwrap();
+    let (http, content) = connect(&sim).await;
+    let destroy = |r: &ManagedObjectReference| {
+        let call = ManagedEntity::from_reference(r.clone()).destroy_task(&http);
+        let (http, content) = (&http, &content);
+        async move {
+            let task = call.await.unwrap();
+            let (_, info) = wait_task(http, content, task.task().reference()).await;
+            common::task_fault(&info)
+        }
+    };
+    // A new, empty folder goes; the datacenter's own folder does not.
+    let vm_folder = find(&http, &content, "DC0/vm").await;
+    let team = Folder::from_reference(vm_folder.clone())
+        .create_folder(&http, "team")
+        .await
+        .unwrap();
+    assert_eq!(find(&http, &content, "DC0/vm/team").await, team);
+    assert_eq!(destroy(&team).await, None);
+    assert_eq!(destroy(&vm_folder).await.as_deref(), Some("NotSupported"));
+    // A child pool goes; the cluster's root pool does not.
+    let cluster = find(&http, &content, "DC0/host/DC0_C0").await;
+    let Some(Any::MoRef(root)) = read(&http, &content, &cluster, "resourcePool").await else {
+        panic!("no root pool")
+    };
+    let child = ResourcePool::from_reference(root.clone())
+        .create_resource_pool(&http, "child", &ResourceConfigSpec::default())
+        .await
+        .unwrap();
+    assert_eq!(destroy(&child).await, None);
+    assert_eq!(destroy(&root).await.as_deref(), Some("NotSupported"));
+    // A host that runs VMs and a datacenter that holds them are in use.
+    let host = find(&http, &content, "DC0/host/DC0_C0/DC0_C0_H0").await;
+    assert_eq!(destroy(&host).await.as_deref(), Some("ResourceInUse"));
+    let dc = find(&http, &content, "DC0").await;
+    assert_eq!(destroy(&dc).await.as_deref(), Some("ResourceInUse"));
+    // Without its VMs, the host leaves the cluster.
+    let Some(Any::Array(AnyArray::MoRef(vms))) = read(&http, &content, &host, "vm").await else {
+        panic!("no VMs on the host")
+    };
+    assert_eq!(vms.len(), 2);
+    for vm in &vms {
+        let m = VirtualMachine::from_reference(vm.clone());
+        let task = m.power_off_vm_task(&http).await.unwrap();
+        wait_task(&http, &content, task.task().reference()).await;
+        assert_eq!(destroy(vm).await, None);
+    }
+    assert_eq!(destroy(&host).await, None);
+    let Some(Any::Array(AnyArray::MoRef(hosts))) = read(&http, &content, &cluster, "host").await
+    else {
+        panic!("no hosts")
+    };
+    assert_eq!(hosts.len(), 2);
+    assert!(!hosts.contains(&host));
 }

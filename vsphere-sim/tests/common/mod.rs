@@ -10,14 +10,16 @@
 use std::sync::Mutex;
 
 use vsphere_client::Error;
-use vsphere_client::codec::{Any, ManagedObjectReference, MethodInfo};
+use vsphere_client::codec::{Any, ManagedObjectReference, MethodInfo, Poly};
 use vsphere_client::mo::{
     PropertyCollector, PropertyFilter, SearchIndex, ServiceInstance, SessionManager,
+    VcenterVStorageObjectManager,
 };
 use vsphere_client::rpc::{BoxFuture, Caller};
 use vsphere_client::types::{
     ID, KeyValue, ObjectSpec, PropertyFilterSpec, PropertySpec, RetrieveOptions, ServiceContent,
-    TaskInfo, TaskInfoState, WaitOptions,
+    TaskInfo, TaskInfoState, VStorageObject, VslmCreateSpec, VslmCreateSpecDiskFileBackingSpec,
+    WaitOptions,
 };
 use vsphere_sim::Simulator;
 
@@ -200,6 +202,82 @@ pub(crate) async fn read(
         .into_iter()
         .next()
         .map(|p| p.val)
+}
+
+/// A `VslmCreateSpec` for a thin First Class Disk of `mb` MB named `name` on `ds`.
+pub(crate) fn create_spec(name: &str, mb: i64, ds: &ManagedObjectReference) -> VslmCreateSpec {
+    let mut b = VslmCreateSpecDiskFileBackingSpec::default();
+    b.vslm_create_spec_backing_spec.datastore = ds.clone();
+    b.provisioning_type = Some("thin".into());
+    let mut s = VslmCreateSpec::default();
+    s.name = name.into();
+    s.capacity_in_mb = mb;
+    s.backing_spec = Some(Poly::new(b));
+    s
+}
+
+/// A First Class Disk's id.
+pub(crate) fn disk_id(o: &VStorageObject) -> String {
+    o.config
+        .as_ref()
+        .unwrap()
+        .base_config_info
+        .id
+        .as_ref()
+        .unwrap()
+        .id
+        .clone()
+}
+
+/// The vim25 First Class Disk manager of `content`.
+pub(crate) fn vim_disks(content: &ServiceContent) -> VcenterVStorageObjectManager {
+    VcenterVStorageObjectManager::from_reference(content.v_storage_object_manager.clone().unwrap())
+}
+
+/// Waits for the task of a pending call; its final info.
+pub(crate) async fn task_info<T>(
+    http: &Http,
+    content: &ServiceContent,
+    call: vsphere_client::rpc::PendingTask<T>,
+) -> TaskInfo {
+    let (_, info) = wait_task(http, content, call.task().reference()).await;
+    info
+}
+
+/// Waits for the task of a pending call and checks that it succeeded; its final info.
+pub(crate) async fn task_ok<T>(
+    http: &Http,
+    content: &ServiceContent,
+    call: vsphere_client::rpc::PendingTask<T>,
+) -> TaskInfo {
+    let info = task_info(http, content, call).await;
+    assert_eq!(info.state, TaskInfoState::Success, "{:?}", info.error);
+    info
+}
+
+/// The type of a failed task's fault (`None` when the task did not fail).
+pub(crate) fn task_fault(info: &TaskInfo) -> Option<String> {
+    let fault = info.error.as_ref()?.fault.as_ref()?;
+    Some(fault.type_name().to_owned())
+}
+
+/// Creates a First Class Disk on `ds` through vim25; its id.
+pub(crate) async fn new_disk(
+    http: &Http,
+    content: &ServiceContent,
+    name: &str,
+    mb: i64,
+    ds: &ManagedObjectReference,
+) -> String {
+    let call = vim_disks(content)
+        .create_disk_task(http, &create_spec(name, mb, ds))
+        .await
+        .unwrap();
+    let info = task_info(http, content, call).await;
+    let Some(Any::Data(o)) = info.result else {
+        panic!("no disk: {:?}", info.error)
+    };
+    disk_id(o.downcast_ref::<VStorageObject>().unwrap())
 }
 
 /// A vim25 `ID`.
