@@ -341,32 +341,74 @@ impl Inventory {
     }
 
     /// The derived properties of a managed type (see [`Inventory::value`]): a VM's `summary`
-    /// and `guest`; the `vm` back-references of hosts, pools, datastores and networks (from
+    /// and `guest`, and its `datastore` and `network` (from its devices); the `vm` back-references of hosts, pools, datastores and networks (from
     /// each VM's `runtime.host`, `resourcePool`, `datastore` and `network`: one place to keep
     /// right, and no second copy of every VM's reference); every entity's `overallStatus`
     /// (the simulated inventory is always green).
     pub(crate) fn derived(type_: &str) -> &'static [&'static str] {
         match type_ {
-            "VirtualMachine" => &["summary", "guest", "overallStatus"],
+            "VirtualMachine" => &["summary", "guest", "datastore", "network", "overallStatus"],
             "HostSystem" | "ResourcePool" | "Datastore" | "Network" => &["vm", "overallStatus"],
             t if is_entity(t) => &["overallStatus"],
             _ => &[],
         }
     }
 
-    /// Whether `prop` of a `type_` object is a derived back-reference (not stored).
+    /// Whether `prop` of a `type_` object is a derived reference property (not stored).
     fn is_derived_ref(type_: &str, prop: &str) -> bool {
-        prop == "vm"
-            && matches!(
+        match prop {
+            "vm" => matches!(
                 type_,
                 "HostSystem" | "ResourcePool" | "Datastore" | "Network"
-            )
+            ),
+            "datastore" | "network" => type_ == "VirtualMachine",
+            _ => false,
+        }
+    }
+
+    /// A VM's datastores (those of its disks, else the one its `.vmx` is on) or networks (those
+    /// of its NICs), as vCenter derives them: in device order, each once.
+    fn vm_storage_or_networks(&self, vm: &MoObject, prop: &str) -> Vec<ManagedObjectReference> {
+        let Some(config) = self.data::<VirtualMachineConfigInfo>(&vm.moref.value, "config") else {
+            return Vec::new();
+        };
+        let mut out: Vec<ManagedObjectReference> = Vec::new();
+        for d in config.hardware.iter().flat_map(|h| h.device.iter()) {
+            let Some(b) = &d.backing else { continue };
+            let r = if prop == "datastore" {
+                crate::devices::get_opt::<ManagedObjectReference>(b.as_object(), "datastore")
+                    .filter(|_| crate::devices::class(d) == crate::devices::Class::Disk)
+            } else {
+                b.downcast_ref::<VirtualEthernetCardNetworkBackingInfo>()
+                    .and_then(|n| n.network.clone())
+            };
+            if let Some(r) = r
+                && !out.contains(&r)
+            {
+                out.push(r);
+            }
+        }
+        if out.is_empty() && prop == "datastore" {
+            // A diskless VM: the datastore of its configuration file.
+            let home = config
+                .files
+                .as_ref()
+                .and_then(|f| f.vm_path_name.as_deref())
+                .and_then(crate::vm::datastore_of_path);
+            if let Some(ds) = home.and_then(|n| crate::vm::datastore_by_name(self, n)) {
+                out.push(ds);
+            }
+        }
+        out
     }
 
     /// The VMs a host runs, a pool holds, a datastore or a network serves, in id order.
     fn derived_refs(&self, obj: &MoObject, prop: &str) -> Option<Vec<ManagedObjectReference>> {
         if !Self::is_derived_ref(&obj.moref.type_, prop) {
             return None;
+        }
+        if obj.moref.type_ == "VirtualMachine" {
+            return Some(self.vm_storage_or_networks(obj, prop));
         }
         let me = &obj.moref;
         let holds = |vm: &MoObject| -> bool {
@@ -375,15 +417,8 @@ impl Inventory {
                     .data::<VirtualMachineRuntimeInfo>(&vm.moref.value, "runtime")
                     .is_some_and(|r| r.host.as_ref() == Some(me)),
                 "ResourcePool" => matches!(vm.prop("resourcePool"), Some(Any::MoRef(p)) if p == me),
-                _ => match vm.prop(if me.type_ == "Datastore" {
-                    "datastore"
-                } else {
-                    "network"
-                }) {
-                    Some(Any::Array(AnyArray::MoRef(v))) => v.contains(me),
-                    Some(Any::MoRef(r)) => r == me,
-                    _ => false,
-                },
+                "Datastore" => self.vm_storage_or_networks(vm, "datastore").contains(me),
+                _ => self.vm_storage_or_networks(vm, "network").contains(me),
             }
         };
         let mut v: Vec<ManagedObjectReference> = self
@@ -761,8 +796,6 @@ impl Inventory {
         o.set("resourcePool", Any::MoRef(pool.clone()));
         o.set("runtime", Any::Data(Box::new(runtime)));
         o.set("config", Any::Data(Box::new(config)));
-        o.set("datastore", refs(std::slice::from_ref(ds)));
-        o.set("network", refs(std::slice::from_ref(network)));
         // Capacity accounting: the VM's disk is taken from its datastore's free space.
         self.adjust_free_space(&ds.value, -disk_kb * 1024);
         vm
