@@ -5,13 +5,16 @@
 //! a cluster of three hosts and a standalone host, VMS/4 VMs per host), creates a ContainerView
 //! over them and times `RetrievePropertiesEx` of `name`, `runtime.powerState`,
 //! `config.hardware.device` and `summary` (one page; the response is read raw, as bytes: server
-//! work plus HTTP, no client decode and no UTF-8 check), then reports resident memory per VM (RSS with VMS VMs minus RSS with
-//! none, over VMS).
+//! work plus HTTP, no client decode and no UTF-8 check), then reports resident memory per VM:
+//! RSS with a VMS-VM simulator started minus RSS with only an empty one, over VMS, both read after
+//! glibc's `malloc_trim` has returned free pages to the OS (`SIM_BENCH_NO_TRIM=1` skips it); and
+//! the heap in use per VM (a counting global allocator: requested bytes, no allocator overhead).
 //!
 //! With VCSIM, the path of govmomi's vcsim peer (`peers/build.sh` builds it), it then runs the
 //! same request with the same client code against vcsim started with `-vms VMS` in the same run,
-//! measures vcsim's memory per VM the same way (its `-stats` RSS with VMS VMs minus with 0), and
-//! prints the ratios.
+//! measures vcsim's memory per VM the same way (its `-stats` RSS with VMS VMs minus with 0, each
+//! read after a GC and `debug.FreeOSMemory`, Go's return of free pages to the OS), and prints the
+//! ratios.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Mutex;
@@ -150,7 +153,10 @@ fn release_free_memory() {
 fn release_free_memory() {}
 
 fn rss_kib() -> u64 {
-    release_free_memory();
+    // SIM_BENCH_NO_TRIM=1 reads RSS as it is (what the allocator keeps counts too).
+    if std::env::var_os("SIM_BENCH_NO_TRIM").is_none() {
+        release_free_memory();
+    }
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -321,10 +327,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     empty.stop().await;
     let per_vm = (after.saturating_sub(before)) as f64 / f64::from(vms);
     let heap_per_vm = heap_after.saturating_sub(heap_before) as f64 / 1024.0 / f64::from(vms);
+    let trimmed = if std::env::var_os("SIM_BENCH_NO_TRIM").is_none() {
+        "both after malloc_trim"
+    } else {
+        "untrimmed"
+    };
     println!(
         "memory: {per_vm:.2} KiB/VM resident ({after} KiB with {vms} VMs, {before} KiB before; \
-         both after malloc_trim); heap in use {heap_per_vm:.2} KiB/VM (requested bytes, no \
-         allocator overhead)"
+         {trimmed}); heap in use {heap_per_vm:.2} KiB/VM (requested bytes, no allocator \
+         overhead)"
     );
 
     let (best, median, bytes, objects) =

@@ -40,13 +40,17 @@
 //!   vCenter's keys and unit numbers, `extraConfig`), `CloneVM_Task` (from templates too),
 //!   `CreateVM_Task`, `Destroy_Task`, `MarkAsTemplate`/`MarkAsVirtualMachine`,
 //!   `ShutdownGuest`/`RebootGuest`/`StandbyGuest`, with datastore capacity accounting;
+//! - `CreateFolder`, `CreateResourcePool`, and `Destroy_Task` on folders, pools, cluster hosts,
+//!   compute resources and datacenters (`ResourceInUse` while they hold VMs, `NotSupported` for
+//!   the inventory's own folders and root pools);
 //! - guest identity of powered-on VMs (`guest.ipAddress` from a deterministic 10.x.y.z pool,
 //!   `guest.net`, tools running, `summary.guest`), cleared on power off, overridden by vcsim's
 //!   `SET.guest.ipAddress` / `SET.guest.hostName` extraConfig keys;
 //! - First Class Disks (`VcenterVStorageObjectManager`: create, list, retrieve, extend, delete,
-//!   associations, snapshots, metadata, rename, clone, relocate, tags from the REST tagging
+//!   associations, snapshots, metadata, rename, clone, relocate, revert, tags from the REST tagging
 //!   store) and `AttachDisk_Task`/`DetachDisk_Task`, a disk attached to one VM at a time;
-//! - `VirtualDiskManager` (create, delete, extend, query the uuid of virtual disk files);
+//! - `VirtualDiskManager` (create, delete, extend, copy, move, inflate, shrink, query the uuid of
+//!   virtual disk files);
 //! - `/vslm/sdk` (its `ServiceInstance` and a `VslmVStorageObjectManager` over the same disks,
 //!   `VslmTask`s) and `/pbm/sdk` (default storage profiles, compatibility, matching hubs and
 //!   compliance);
