@@ -12,7 +12,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use common::{Http, connect_to, find, id, kv, read, wait_task};
+use common::{Http, connect_to, fcd_tags, find, id, kv, read, wait_task};
 use vsphere_client::client::ConnectOptions;
 use vsphere_client::codec::{Any, ManagedObjectReference, Poly};
 use vsphere_client::mo::{
@@ -183,17 +183,9 @@ async fn everything_survives_a_restart_of_the_binary() {
         .unwrap();
     assert_eq!(snaps.snapshots.len(), 1);
     assert_eq!(snaps.snapshots[0].description, "before");
-    let tags = m
-        .list_tags_attached_to_v_storage_object(&http, &id(&disk))
-        .await
-        .unwrap();
-    assert_eq!(tags.len(), 1);
     assert_eq!(
-        (
-            tags[0].parent_category_name.as_str(),
-            tags[0].tag_name.as_str()
-        ),
-        ("tier", "gold")
+        fcd_tags(&http, &m, &disk).await,
+        [("tier".to_owned(), "gold".to_owned())]
     );
     let rest = RestClient::connect(ConnectOptions::new(url.as_str()).unwrap())
         .await

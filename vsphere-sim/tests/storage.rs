@@ -16,8 +16,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    connect, create_spec, disk_id, find, id, kv, new_disk, read, task_fault, task_info, task_ok,
-    vim_disks,
+    connect, create_spec, disk_id, fcd_tags, find, id, kv, new_disk, read, task_fault, task_info,
+    task_ok, vim_disks, vslm_wait,
 };
 use vsphere_client::codec::{Any, ManagedObjectReference, Poly};
 use vsphere_client::mo::{
@@ -236,17 +236,9 @@ async fn fcd_tags_come_from_the_tagging_service() {
     m.attach_tag_to_v_storage_object(&http, &id(&disk), "tier", "gold")
         .await
         .unwrap();
-    let tags = m
-        .list_tags_attached_to_v_storage_object(&http, &id(&disk))
-        .await
-        .unwrap();
-    assert_eq!(tags.len(), 1);
     assert_eq!(
-        (
-            tags[0].parent_category_name.as_str(),
-            tags[0].tag_name.as_str()
-        ),
-        ("tier", "gold")
+        fcd_tags(&http, &m, &disk).await,
+        [("tier".to_owned(), "gold".to_owned())]
     );
     let ids = m
         .list_v_storage_objects_attached_to_tag(&http, "tier", "gold")
@@ -351,17 +343,8 @@ async fn vslm_endpoint_shares_the_disk_store() {
         .await
         .unwrap();
     assert_eq!(t.type_, "VslmTask");
+    let info = vslm_wait(&vslm, t.clone()).await;
     let task = VslmTask::from_reference(t);
-    let info = loop {
-        let info = task.vslm_query_info(&vslm).await.unwrap();
-        if matches!(
-            info.state,
-            VslmTaskInfoState::Success | VslmTaskInfoState::Error
-        ) {
-            break info;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
     assert_eq!(info.state, VslmTaskInfoState::Success, "{:?}", info.error);
     let Some(Any::Data(o)) = task.vslm_query_task_result(&vslm).await.unwrap() else {
         panic!("no result")
@@ -397,22 +380,7 @@ async fn vslm_endpoint_shares_the_disk_store() {
     assert!(r.all_records_returned);
 
     // Metadata, attach and associations.
-    let wait = |t: ManagedObjectReference| {
-        let vslm = &vslm;
-        async move {
-            let task = VslmTask::from_reference(t);
-            loop {
-                let info = task.vslm_query_info(vslm).await.unwrap();
-                if matches!(
-                    info.state,
-                    VslmTaskInfoState::Success | VslmTaskInfoState::Error
-                ) {
-                    return info;
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
-    };
+    let wait = |t: ManagedObjectReference| vslm_wait(&vslm, t);
     let info = wait(
         m.vslm_update_v_storage_object_metadata_task(&vslm, &id(&disk), &[kv("k", "v")], &[])
             .await
@@ -611,21 +579,11 @@ async fn fcd_revert_on_vim25_and_vslm_drops_later_snapshots() {
         .await
         .unwrap();
     let vm = VslmVStorageObjectManager::from_reference(vc.v_storage_object_manager);
-    let task = VslmTask::from_reference(
-        vm.vslm_revert_v_storage_object_task(&vslm, &id(&disk), &id(&snaps[0]))
-            .await
-            .unwrap(),
-    );
-    let info = loop {
-        let info = task.vslm_query_info(&vslm).await.unwrap();
-        if matches!(
-            info.state,
-            VslmTaskInfoState::Success | VslmTaskInfoState::Error
-        ) {
-            break info;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
+    let task = vm
+        .vslm_revert_v_storage_object_task(&vslm, &id(&disk), &id(&snaps[0]))
+        .await
+        .unwrap();
+    let info = vslm_wait(&vslm, task).await;
     assert_eq!(info.state, VslmTaskInfoState::Success, "{:?}", info.error);
     assert_eq!(count(&m).await, 1);
 }

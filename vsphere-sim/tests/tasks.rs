@@ -20,8 +20,7 @@ use vsphere_client::types::{
     ServiceContent, TaskInfoState, VStorageObject, VirtualDeviceConfigSpec,
     VirtualDeviceConfigSpecFileOperation, VirtualDeviceConfigSpecOperation,
     VirtualDeviceFileBackingInfo, VirtualDisk, VirtualDiskFlatVer2BackingInfo,
-    VirtualMachineCloneSpec, VirtualMachineConfigSpec, VslmCreateSpec,
-    VslmCreateSpecDiskFileBackingSpec, WaitOptions,
+    VirtualMachineCloneSpec, VirtualMachineConfigSpec, WaitOptions,
 };
 use vsphere_sim::Simulator;
 
@@ -289,13 +288,10 @@ async fn first_class_disks_attach_to_one_vm_at_a_time() {
     let m = VcenterVStorageObjectManager::from_reference(
         content.v_storage_object_manager.clone().unwrap(),
     );
-    let mut backing = VslmCreateSpecDiskFileBackingSpec::default();
-    backing.vslm_create_spec_backing_spec.datastore = ds.clone();
-    let mut spec = VslmCreateSpec::default();
-    spec.name = "vol-1".into();
-    spec.capacity_in_mb = 64;
-    spec.backing_spec = Some(Poly::new(backing));
-    let t = m.create_disk_task(&http, &spec).await.unwrap();
+    let t = m
+        .create_disk_task(&http, &common::create_spec("vol-1", 64, &ds))
+        .await
+        .unwrap();
     let (_, info) = wait_task(&http, &content, t.task().reference()).await;
     assert_eq!(info.state, TaskInfoState::Success, "{:?}", info.error);
     // Only ManagedEntity references as the task's entity (pyVmomi checks): the datastore.
@@ -495,17 +491,8 @@ async fn the_inventory_survives_a_restart_with_a_state_dir() {
         .await
         .unwrap();
     wait_task(&http, &content, t.task().reference()).await;
-    let m = VcenterVStorageObjectManager::from_reference(
-        content.v_storage_object_manager.clone().unwrap(),
-    );
-    let mut backing = VslmCreateSpecDiskFileBackingSpec::default();
-    backing.vslm_create_spec_backing_spec.datastore = ds.clone();
-    let mut spec = VslmCreateSpec::default();
-    spec.name = "kept".into();
-    spec.capacity_in_mb = 16;
-    spec.backing_spec = Some(Poly::new(backing));
-    let t = m.create_disk_task(&http, &spec).await.unwrap();
-    wait_task(&http, &content, t.task().reference()).await;
+    let m = common::vim_disks(&content);
+    common::new_disk(&http, &content, "kept", 16, &ds).await;
     let free = free_space(&http, &content, &ds).await;
     sim.stop().await;
 

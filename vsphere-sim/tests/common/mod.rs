@@ -13,13 +13,13 @@ use vsphere_client::Error;
 use vsphere_client::codec::{Any, ManagedObjectReference, MethodInfo, Poly};
 use vsphere_client::mo::{
     PropertyCollector, PropertyFilter, SearchIndex, ServiceInstance, SessionManager,
-    VcenterVStorageObjectManager,
+    VcenterVStorageObjectManager, VslmTask,
 };
 use vsphere_client::rpc::{BoxFuture, Caller};
 use vsphere_client::types::{
     ID, KeyValue, ObjectSpec, PropertyFilterSpec, PropertySpec, RetrieveOptions, ServiceContent,
     TaskInfo, TaskInfoState, VStorageObject, VslmCreateSpec, VslmCreateSpecDiskFileBackingSpec,
-    WaitOptions,
+    VslmTaskInfo, VslmTaskInfoState, WaitOptions,
 };
 use vsphere_sim::Simulator;
 
@@ -278,6 +278,35 @@ pub(crate) async fn new_disk(
         panic!("no disk: {:?}", info.error)
     };
     disk_id(o.downcast_ref::<VStorageObject>().unwrap())
+}
+
+/// Polls a `VslmTask` (on a `/vslm/sdk` caller) until it ends; its final info.
+pub(crate) async fn vslm_wait(vslm: &Http, task: ManagedObjectReference) -> VslmTaskInfo {
+    let task = VslmTask::from_reference(task);
+    loop {
+        let info = task.vslm_query_info(vslm).await.unwrap();
+        if matches!(
+            info.state,
+            VslmTaskInfoState::Success | VslmTaskInfoState::Error
+        ) {
+            return info;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// The (category, tag) pairs attached to a First Class Disk.
+pub(crate) async fn fcd_tags(
+    http: &Http,
+    m: &VcenterVStorageObjectManager,
+    disk: &str,
+) -> Vec<(String, String)> {
+    m.list_tags_attached_to_v_storage_object(http, &id(disk))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.parent_category_name, t.tag_name))
+        .collect()
 }
 
 /// A vim25 `ID`.
