@@ -53,6 +53,11 @@ async fn pyvmomi_tasks_and_first_class_disks() {
         stdout.contains("ok: AttachDisk_Task/DetachDisk_Task between two VMs"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("ok: VirtualDiskManager copy, move, inflate"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ok: Destroy_Task on a folder"), "{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@ import sys
 
 from pyVim.connect import Disconnect, SmartConnect
 from pyVim.task import WaitForTask
-from pyVmomi import vim
+from pyVmomi import vim, vmodl
 
 host, port, user, pwd = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 si = SmartConnect(protocol="http", host=host, port=port, user=user, pwd=pwd)
@@ -124,6 +124,26 @@ try:
     raise SystemExit("a VM's disk was deleted")
 except vim.fault.FileLocked:
     pass
+# Copy, move (the space moves with the disk), inflate; a VM's disk cannot be moved.
+copy = "[SharedDS_0] py/copy.vmdk"
+task = vdm.CopyVirtualDisk_Task(sourceName=name, sourceDatacenter=dc, destName=copy,
+                                destDatacenter=dc)
+WaitForTask(task)
+assert task.info.result == copy, task.info.result
+moved = "[LocalDS_0] py/moved.vmdk"
+WaitForTask(vdm.MoveVirtualDisk_Task(sourceName=copy, sourceDatacenter=dc, destName=moved,
+                                     destDatacenter=dc))
+assert ds.summary.freeSpace == free_before - 2 * 2048 * 1024
+WaitForTask(vdm.InflateVirtualDisk_Task(name=moved, datacenter=dc))
+try:
+    WaitForTask(vdm.MoveVirtualDisk_Task(sourceName=vm_disk.backing.fileName,
+                                         sourceDatacenter=dc, destName="[LocalDS_0] py/x.vmdk",
+                                         destDatacenter=dc))
+    raise SystemExit("a VM's disk was moved")
+except vim.fault.FileLocked:
+    pass
+WaitForTask(vdm.DeleteVirtualDisk_Task(name=moved, datacenter=dc))
+print("ok: VirtualDiskManager copy, move, inflate; FileLocked for a VM's disk")
 WaitForTask(vdm.DeleteVirtualDisk_Task(name=name, datacenter=dc))
 assert ds.summary.freeSpace == free_before
 try:
@@ -138,6 +158,22 @@ except vim.fault.InvalidDatastore:
     pass
 print("ok: VirtualDiskManager create, uuid", uuid, "extend, delete; FileAlreadyExists, FileLocked,"
       " FileNotFound, InvalidDatastore")
+
+# Destroy_Task on entities other than VMs.
+folder = dc.vmFolder.CreateFolder("py-team")
+WaitForTask(folder.Destroy_Task())
+assert all(c.name != "py-team" for c in dc.vmFolder.childEntity)
+try:
+    WaitForTask(dc.vmFolder.Destroy_Task())
+    raise SystemExit("a datacenter's vm folder was destroyed")
+except vmodl.fault.NotSupported:
+    pass
+try:
+    WaitForTask(dc.Destroy_Task())
+    raise SystemExit("a datacenter with VMs was destroyed")
+except vim.fault.ResourceInUse:
+    pass
+print("ok: Destroy_Task on a folder; NotSupported, ResourceInUse")
 
 Disconnect(si)
 print("ok: all")
