@@ -11,7 +11,7 @@ use vsphere_client::codec::{Any, AnyArray, ManagedObjectReference, Poly};
 use vsphere_client::mo::{PropertyCollector, ServiceInstance, SessionManager, ViewManager};
 use vsphere_client::types::{
     ObjectContent, ObjectSpec, PropertyFilterSpec, PropertySpec, RetrieveOptions, SelectionSpec,
-    TraversalSpec, VirtualDisk,
+    ServiceContent, TraversalSpec, VirtualDisk,
 };
 use vsphere_sim::{InventoryShape, Simulator};
 
@@ -32,6 +32,14 @@ fn view_spec(view: &ManagedObjectReference, type_: &str, paths: &[&str]) -> Prop
     spec.object_set = vec![os];
     spec.prop_set = vec![ps];
     spec
+}
+
+/// A recursive container view of `type_` over the whole inventory.
+async fn root_view(http: &Http, content: &ServiceContent, type_: &str) -> ManagedObjectReference {
+    ViewManager::from_reference(content.view_manager.clone().unwrap())
+        .create_container_view(http, &content.root_folder, &[type_.to_owned()], true)
+        .await
+        .unwrap()
 }
 
 fn prop<'a>(c: &'a ObjectContent, name: &str) -> &'a Any {
@@ -109,16 +117,7 @@ async fn idle_sessions_time_out() {
 async fn container_view_and_nested_properties() {
     let sim = Simulator::builder().start().await.unwrap();
     let (http, content) = connect(&sim).await;
-    let vm = ViewManager::from_reference(content.view_manager.clone().unwrap());
-    let view = vm
-        .create_container_view(
-            &http,
-            &content.root_folder,
-            &["VirtualMachine".to_owned()],
-            true,
-        )
-        .await
-        .unwrap();
+    let view = root_view(&http, &content, "VirtualMachine").await;
     let pc = PropertyCollector::from_reference(content.property_collector.clone());
     let spec = view_spec(
         &view,
@@ -162,15 +161,7 @@ async fn container_view_and_nested_properties() {
     }
 
     // A type filter over hosts, non-recursive from the cluster.
-    let hosts = vm
-        .create_container_view(
-            &http,
-            &content.root_folder,
-            &["HostSystem".to_owned()],
-            true,
-        )
-        .await
-        .unwrap();
+    let hosts = root_view(&http, &content, "HostSystem").await;
     let spec = view_spec(&hosts, "HostSystem", &["summary.config.name"]);
     let r = pc
         .retrieve_properties_ex(&http, &[spec], &RetrieveOptions::default())
@@ -208,16 +199,7 @@ async fn retrieve_properties_ex_pages_with_tokens() {
     };
     let sim = Simulator::builder().shape(shape).start().await.unwrap();
     let (http, content) = connect(&sim).await;
-    let vm = ViewManager::from_reference(content.view_manager.clone().unwrap());
-    let view = vm
-        .create_container_view(
-            &http,
-            &content.root_folder,
-            &["VirtualMachine".to_owned()],
-            true,
-        )
-        .await
-        .unwrap();
+    let view = root_view(&http, &content, "VirtualMachine").await;
     let pc = PropertyCollector::from_reference(content.property_collector.clone());
     let mut options = RetrieveOptions::default();
     options.max_objects = Some(7);
