@@ -82,8 +82,12 @@ impl MoObject {
         self.props.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
 
-    /// Sets (or replaces) a property.
+    /// Sets (or replaces) a property. A derived property ([`Inventory::derived`]) is not
+    /// stored: it is computed on read.
     pub(crate) fn set(&mut self, name: &'static str, value: Any) {
+        if Inventory::derived(&self.moref.type_).contains(&name) {
+            return;
+        }
         match self.props.iter_mut().find(|(n, _)| *n == name) {
             Some(slot) => slot.1 = value,
             None => self.props.push((name, value)),
@@ -1066,6 +1070,32 @@ mod tests {
         let vm = inv.refs_of(&host, "vm")[0].value.clone();
         crate::vm::power(&mut inv, &vm, crate::vm::PowerOp::Off).unwrap();
         assert_eq!(usage(&inv), Some(32));
+    }
+
+    #[test]
+    fn derived_properties_are_never_stored() {
+        let mut inv = Inventory::build(&InventoryShape::default());
+        for o in inv.objects() {
+            let derived = Inventory::derived(&o.moref.type_);
+            assert!(
+                o.props.iter().all(|(n, _)| !derived.contains(n)),
+                "{} stores a derived property",
+                o.moref.value
+            );
+        }
+        let vm = inv.first_id("VirtualMachine");
+        let ds = inv.refs_of(&vm, "datastore");
+        assert_eq!(ds.len(), 1, "the disk's datastore");
+        assert_eq!(inv.refs_of(&vm, "network").len(), 1, "the NIC's network");
+        assert!(
+            inv.refs_of(&ds[0].value, "vm")
+                .iter()
+                .any(|r| r.value == vm)
+        );
+        let o = inv.get_mut(&vm).unwrap();
+        o.set("datastore", refs(&[]));
+        assert!(o.prop("datastore").is_none());
+        assert_eq!(inv.refs_of(&vm, "datastore"), ds);
     }
 
     #[test]

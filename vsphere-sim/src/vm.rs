@@ -19,7 +19,7 @@ use vsphere_client::types::{
 
 use crate::devices::{self, Class};
 use crate::fault::{Fault, invalid_argument};
-use crate::inventory::{Inventory, label, refs};
+use crate::inventory::{Inventory, label};
 use crate::task::TaskOutcome;
 
 /// A power operation.
@@ -1028,9 +1028,6 @@ pub(crate) fn create(
     if let Err(e) = reconfigure(inv, &vm.value, &devices_only) {
         let _ = destroy(inv, &vm.value);
         return Err(e);
-    }
-    if let Some(o) = inv.get_mut(&vm.value) {
-        o.set("datastore", refs(std::slice::from_ref(&ds)));
     }
     Ok(Some(Any::MoRef(vm)))
 }
