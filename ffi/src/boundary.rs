@@ -314,6 +314,61 @@ pub unsafe extern "C" fn vsdk_string_free(s: *mut c_char) {
     guard_free(|| drop(unsafe { CString::from_raw(s) }));
 }
 
+/// An owned list handed to C as an opaque handle ([`vsdk_strings`], `vsdk_vm_list`): its
+/// `_len` and `_get` functions are [`list_len`] and [`list_get`], its `_free` [`free_box`].
+pub(crate) trait OwnedList {
+    /// What the list holds.
+    type Item;
+    /// The name of the list argument in errors (`list`, `vms`).
+    const ARG: &'static str;
+    /// The items, in order.
+    fn items(&self) -> &[Self::Item];
+}
+
+/// The body of a list's `_len` function: `*out_len` is the number of items.
+///
+/// # Safety
+///
+/// `list` is NULL or a live list; `out_len` is NULL or writable.
+pub(crate) unsafe fn list_len<L: OwnedList>(list: *const L, out_len: *mut usize) -> vsdk_result {
+    guard(|| {
+        // SAFETY: as the caller guarantees.
+        let list = unsafe { handle(list, L::ARG)? };
+        out(out_len, "out_len")?.put(list.items().len());
+        Ok(())
+    })
+}
+
+/// The body of a list's `_get` function: item `index` (an index out of range is
+/// [`Error::InvalidArgument`]), written into `*out_item` as `copy` makes it (`out_name` is that
+/// out-parameter's name in errors).
+///
+/// # Safety
+///
+/// `list` is NULL or a live list; `out_item` is NULL or writable.
+pub(crate) unsafe fn list_get<L: OwnedList, T>(
+    list: *const L,
+    index: usize,
+    out_item: *mut T,
+    out_name: &'static str,
+    copy: impl FnOnce(&L::Item) -> T,
+) -> vsdk_result {
+    guard(|| {
+        // SAFETY: as the caller guarantees.
+        let list = unsafe { handle(list, L::ARG)? };
+        let out_item = out(out_item, out_name)?;
+        let items = list.items();
+        let item = items.get(index).ok_or_else(|| {
+            Error::invalid(
+                "index",
+                format!("{index} is out of range (the list has {})", items.len()),
+            )
+        })?;
+        out_item.put(copy(item));
+        Ok(())
+    })
+}
+
 /// An owned list of strings (disk ids, approval request ids). Read it with
 /// [`vsdk_strings_len`] and [`vsdk_strings_get`]; free it with [`vsdk_strings_free`].
 #[derive(Debug, Default)]
@@ -335,6 +390,14 @@ impl vsdk_strings {
     }
 }
 
+impl OwnedList for vsdk_strings {
+    type Item = CString;
+    const ARG: &'static str = "list";
+    fn items(&self) -> &[CString] {
+        &self.items
+    }
+}
+
 /// The number of strings in `list`.
 ///
 /// # Safety
@@ -345,12 +408,8 @@ pub unsafe extern "C" fn vsdk_strings_len(
     list: *const vsdk_strings,
     out_len: *mut usize,
 ) -> vsdk_result {
-    guard(|| {
-        // SAFETY: as the caller guarantees.
-        let list = unsafe { handle(list, "list")? };
-        out(out_len, "out_len")?.put(list.items.len());
-        Ok(())
-    })
+    // SAFETY: as the caller guarantees.
+    unsafe { list_len(list, out_len) }
 }
 
 /// The string at `index` in `list`: borrowed, valid until the list is freed.
@@ -364,22 +423,8 @@ pub unsafe extern "C" fn vsdk_strings_get(
     index: usize,
     out_str: *mut *const c_char,
 ) -> vsdk_result {
-    guard(|| {
-        // SAFETY: as the caller guarantees.
-        let list = unsafe { handle(list, "list")? };
-        let out_str = out(out_str, "out")?;
-        let item = list.items.get(index).ok_or_else(|| {
-            Error::invalid(
-                "index",
-                format!(
-                    "{index} is out of range (the list has {})",
-                    list.items.len()
-                ),
-            )
-        })?;
-        out_str.put(item.as_ptr());
-        Ok(())
-    })
+    // SAFETY: as the caller guarantees.
+    unsafe { list_get(list, index, out_str, "out", |s| s.as_ptr()) }
 }
 
 /// Frees a string list. NULL is a no-op.

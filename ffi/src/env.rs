@@ -16,8 +16,8 @@ use vmenv_core::{Event, Hypervisor, VmState};
 use vsphere_client::client::Client;
 
 use crate::boundary::{
-    Callback, Out, block_on, c_string, emit, free_box, guard, handle, optional_string, out,
-    runtime, string, vsdk_event_callback,
+    Callback, Out, OwnedList, block_on, c_string, emit, free_box, guard, handle, list_get,
+    list_len, optional_string, out, runtime, string, vsdk_event_callback,
 };
 use crate::client::vsdk_client;
 use crate::error::Error;
@@ -109,7 +109,7 @@ pub struct vsdk_vm_record {
 
 /// One VM's record, owned.
 #[derive(Debug)]
-struct Vm {
+pub(crate) struct Vm {
     name: CString,
     state: vsdk_vm_state,
     raw: CString,
@@ -132,6 +132,14 @@ impl Vm {
 #[derive(Debug, Default)]
 pub struct vsdk_vm_list {
     items: Vec<Vm>,
+}
+
+impl OwnedList for vsdk_vm_list {
+    type Item = Vm;
+    const ARG: &'static str = "vms";
+    fn items(&self) -> &[Vm] {
+        &self.items
+    }
 }
 
 /// A parsed, validated environment on a hypervisor. Free it with [`vsdk_env_free`].
@@ -544,12 +552,8 @@ pub unsafe extern "C" fn vsdk_vm_list_len(
     vms: *const vsdk_vm_list,
     out_len: *mut usize,
 ) -> vsdk_result {
-    guard(|| {
-        // SAFETY: as the caller guarantees.
-        let list = unsafe { handle(vms, "vms")? };
-        out(out_len, "out_len")?.put(list.items.len());
-        Ok(())
-    })
+    // SAFETY: as the caller guarantees.
+    unsafe { list_len(vms, out_len) }
 }
 
 /// Copies record `index` of `vms` into `*out_vm` (its strings are borrowed from the list).
@@ -563,22 +567,8 @@ pub unsafe extern "C" fn vsdk_vm_list_get(
     index: usize,
     out_vm: *mut vsdk_vm_record,
 ) -> vsdk_result {
-    guard(|| {
-        // SAFETY: as the caller guarantees.
-        let list = unsafe { handle(vms, "vms")? };
-        let out_vm = out(out_vm, "out_vm")?;
-        let vm = list.items.get(index).ok_or_else(|| {
-            Error::invalid(
-                "index",
-                format!(
-                    "{index} is out of range (the list has {})",
-                    list.items.len()
-                ),
-            )
-        })?;
-        out_vm.put(vm.record());
-        Ok(())
-    })
+    // SAFETY: as the caller guarantees.
+    unsafe { list_get(vms, index, out_vm, "out_vm", Vm::record) }
 }
 
 /// Copies the record of the VM named `name` into `*out_vm`; a name the list does not hold is

@@ -245,29 +245,48 @@ async fn drive(
     Ok(outcome?)
 }
 
-/// Writes an outcome and, when asked, the open approval requests.
-fn report(
-    outcome: Outcome,
+/// Where a call that drives a run reports: its event callback and its out-parameters
+/// (`out_waiting` may be NULL), checked before any work is done.
+struct Report {
+    cb: Option<Callback>,
     out_outcome: Out<vsdk_run_outcome>,
     out_waiting: Option<Out<*mut vsdk_strings>>,
-) -> Result<(), Error> {
-    let (code, waiting) = match outcome {
-        Outcome::Succeeded => (vsdk_run_outcome::Succeeded, Vec::new()),
-        Outcome::Failed(_) => (vsdk_run_outcome::Failed, Vec::new()),
-        Outcome::Waiting(requests) => (vsdk_run_outcome::Waiting, requests),
-        Outcome::Paused => (vsdk_run_outcome::Paused, Vec::new()),
-        // `Cancelled`, and any outcome a later pipeline-core adds, stops the run here.
-        _ => (vsdk_run_outcome::Cancelled, Vec::new()),
-    };
-    let list = match &out_waiting {
-        Some(_) => Some(vsdk_strings::from_strings(waiting)?),
-        None => None,
-    };
-    out_outcome.put(code);
-    if let (Some(slot), Some(list)) = (out_waiting, list) {
-        slot.put(list.into_raw());
+}
+
+impl Report {
+    fn new(
+        events: vsdk_event_callback,
+        user_data: *mut c_void,
+        out_outcome: *mut vsdk_run_outcome,
+        out_waiting: *mut *mut vsdk_strings,
+    ) -> Result<Self, Error> {
+        Ok(Self {
+            out_outcome: out(out_outcome, "out_outcome")?,
+            out_waiting: out(out_waiting, "out_waiting").ok(),
+            cb: Callback::new(events, user_data),
+        })
     }
-    Ok(())
+
+    /// Writes an outcome and, when asked, the open approval requests.
+    fn outcome(self, outcome: Outcome) -> Result<(), Error> {
+        let (code, waiting) = match outcome {
+            Outcome::Succeeded => (vsdk_run_outcome::Succeeded, Vec::new()),
+            Outcome::Failed(_) => (vsdk_run_outcome::Failed, Vec::new()),
+            Outcome::Waiting(requests) => (vsdk_run_outcome::Waiting, requests),
+            Outcome::Paused => (vsdk_run_outcome::Paused, Vec::new()),
+            // `Cancelled`, and any outcome a later pipeline-core adds, stops the run here.
+            _ => (vsdk_run_outcome::Cancelled, Vec::new()),
+        };
+        let list = match &self.out_waiting {
+            Some(_) => Some(vsdk_strings::from_strings(waiting)?),
+            None => None,
+        };
+        self.out_outcome.put(code);
+        if let (Some(slot), Some(list)) = (self.out_waiting, list) {
+            slot.put(list.into_raw());
+        }
+        Ok(())
+    }
 }
 
 /// Runs one call on the handle: one at a time, blocking on the handle's runtime.
@@ -290,15 +309,8 @@ enum Drive {
 }
 
 /// The one driving call behind run, drive, approve and resume: drives `run` to its next stop
-/// with its events on `cb`, then writes how it stopped.
-fn drive_run(
-    p: &vsdk_pipelines,
-    run: &str,
-    how: Drive,
-    cb: Option<Callback>,
-    out_outcome: Out<vsdk_run_outcome>,
-    out_waiting: Option<Out<*mut vsdk_strings>>,
-) -> Result<(), Error> {
+/// with its events on the report's callback, then writes how it stopped.
+fn drive_run(p: &vsdk_pipelines, run: &str, how: Drive, report: Report) -> Result<(), Error> {
     let outcome = call(p, async |p| {
         let engine = &p.engine;
         let fut = async {
@@ -307,9 +319,77 @@ fn drive_run(
                 Drive::Resume => engine.resume(run).await,
             }
         };
-        drive(engine, run, fut, cb.as_ref()).await
+        drive(engine, run, fut, report.cb.as_ref()).await
     })?;
-    report(outcome, out_outcome, out_waiting)
+    report.outcome(outcome)
+}
+
+/// The whole body of [`vsdk_pipeline_drive`] and [`vsdk_pipeline_resume`]: drives run `run`
+/// on as `how` says.
+///
+/// # Safety
+///
+/// As [`vsdk_pipeline_drive`].
+unsafe fn drive_on(
+    pipelines: *const vsdk_pipelines,
+    run: *const c_char,
+    how: Drive,
+    events: vsdk_event_callback,
+    user_data: *mut c_void,
+    out_outcome: *mut vsdk_run_outcome,
+    out_waiting: *mut *mut vsdk_strings,
+) -> vsdk_result {
+    guard(|| {
+        // SAFETY: as the caller guarantees.
+        let (p, run) = unsafe { (handle(pipelines, "pipelines")?, string(run, "run")?) };
+        let report = Report::new(events, user_data, out_outcome, out_waiting)?;
+        drive_run(p, run, how, report)
+    })
+}
+
+/// The arguments [`vsdk_pipeline_start`] and [`vsdk_pipeline_run`] share, checked in order.
+///
+/// # Safety
+///
+/// As [`vsdk_pipeline_start`].
+unsafe fn run_args<'a>(
+    pipelines: *const vsdk_pipelines,
+    pipeline: *const vsdk_pipeline,
+    inputs: *const *const c_char,
+    n_inputs: usize,
+    user: *const c_char,
+) -> Result<(&'a vsdk_pipelines, &'a vsdk_pipeline, Vec<&'a str>, &'a str), Error> {
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        Ok((
+            handle(pipelines, "pipelines")?,
+            handle(pipeline, "pipeline")?,
+            strings(inputs, n_inputs, "inputs")?,
+            string(user, "user")?,
+        ))
+    }
+}
+
+/// Creates a run of `def` with `inputs` (`"key=value"`) as `user`, journaled but not driven,
+/// and returns its id. Its journaled events go to `cb`: subscribed before the run exists, so
+/// its `created` event is forwarded too.
+fn start_run(
+    p: &vsdk_pipelines,
+    def: &vsdk_pipeline,
+    inputs: Vec<&str>,
+    user: &str,
+    cb: Option<&Callback>,
+) -> Result<String, Error> {
+    let map = input_map(inputs)?;
+    call(p, async |p| {
+        let work = p.state_dir.join("work");
+        let mut events = p.engine.subscribe();
+        let run = p.engine.start(&def.pipeline, map, user, &work).await?;
+        while let Ok(ev) = events.try_recv() {
+            forward(&run, &ev, cb);
+        }
+        Ok(run)
+    })
 }
 
 /// The inputs `"key=value"` as a map.
@@ -346,20 +426,10 @@ pub unsafe extern "C" fn vsdk_pipeline_start(
 ) -> vsdk_result {
     guard(|| {
         // SAFETY: as the caller guarantees.
-        let (p, def, inputs, user) = unsafe {
-            (
-                handle(pipelines, "pipelines")?,
-                handle(pipeline, "pipeline")?,
-                strings(inputs, n_inputs, "inputs")?,
-                string(user, "user")?,
-            )
-        };
+        let (p, def, inputs, user) =
+            unsafe { run_args(pipelines, pipeline, inputs, n_inputs, user)? };
         let out_run = out(out_run, "out_run")?;
-        let map = input_map(inputs)?;
-        let run = call(p, async |p| {
-            let work = p.state_dir.join("work");
-            Ok(p.engine.start(&def.pipeline, map, user, &work).await?)
-        })?;
+        let run = start_run(p, def, inputs, user, None)?;
         out_run.put(owned_string(run)?);
         Ok(())
     })
@@ -394,30 +464,13 @@ pub unsafe extern "C" fn vsdk_pipeline_run(
 ) -> vsdk_result {
     guard(|| {
         // SAFETY: as the caller guarantees.
-        let (p, def, inputs, user) = unsafe {
-            (
-                handle(pipelines, "pipelines")?,
-                handle(pipeline, "pipeline")?,
-                strings(inputs, n_inputs, "inputs")?,
-                string(user, "user")?,
-            )
-        };
-        let (out_run, out_outcome) = (out(out_run, "out_run")?, out(out_outcome, "out_outcome")?);
-        let out_waiting = out(out_waiting, "out_waiting").ok();
-        let map = input_map(inputs)?;
-        let cb = Callback::new(events, user_data);
-        // Subscribed before the run exists, so its `created` event is forwarded too.
-        let run = call(p, async |p| {
-            let work = p.state_dir.join("work");
-            let mut events = p.engine.subscribe();
-            let run = p.engine.start(&def.pipeline, map, user, &work).await?;
-            while let Ok(ev) = events.try_recv() {
-                forward(&run, &ev, cb.as_ref());
-            }
-            Ok(run)
-        })?;
+        let (p, def, inputs, user) =
+            unsafe { run_args(pipelines, pipeline, inputs, n_inputs, user)? };
+        let out_run = out(out_run, "out_run")?;
+        let report = Report::new(events, user_data, out_outcome, out_waiting)?;
+        let run = start_run(p, def, inputs, user, report.cb.as_ref())?;
         let id = owned_string(run.as_str())?;
-        if let Err(e) = drive_run(p, &run, Drive::On, cb, out_outcome, out_waiting) {
+        if let Err(e) = drive_run(p, &run, Drive::On, report) {
             // SAFETY: made just above, never handed out.
             unsafe { crate::boundary::vsdk_string_free(id) };
             return Err(e);
@@ -443,14 +496,18 @@ pub unsafe extern "C" fn vsdk_pipeline_drive(
     out_outcome: *mut vsdk_run_outcome,
     out_waiting: *mut *mut vsdk_strings,
 ) -> vsdk_result {
-    guard(|| {
-        // SAFETY: as the caller guarantees.
-        let (p, run) = unsafe { (handle(pipelines, "pipelines")?, string(run, "run")?) };
-        let out_outcome = out(out_outcome, "out_outcome")?;
-        let out_waiting = out(out_waiting, "out_waiting").ok();
-        let cb = Callback::new(events, user_data);
-        drive_run(p, run, Drive::On, cb, out_outcome, out_waiting)
-    })
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        drive_on(
+            pipelines,
+            run,
+            Drive::On,
+            events,
+            user_data,
+            out_outcome,
+            out_waiting,
+        )
+    }
 }
 
 /// Records the decision of `user` on approval request `request` of run `run` (`approve`
@@ -486,15 +543,13 @@ pub unsafe extern "C" fn vsdk_pipeline_approve(
                 crate::boundary::optional_string(comment, "comment")?.unwrap_or(""),
             )
         };
-        let out_outcome = out(out_outcome, "out_outcome")?;
-        let out_waiting = out(out_waiting, "out_waiting").ok();
-        let cb = Callback::new(events, user_data);
+        let report = Report::new(events, user_data, out_outcome, out_waiting)?;
         call(p, async |p| {
             Ok(p.engine
                 .decide(run, request, &Actor::user(user), approve, comment)
                 .await?)
         })?;
-        drive_run(p, run, Drive::On, cb, out_outcome, out_waiting)
+        drive_run(p, run, Drive::On, report)
     })
 }
 
@@ -513,14 +568,18 @@ pub unsafe extern "C" fn vsdk_pipeline_resume(
     out_outcome: *mut vsdk_run_outcome,
     out_waiting: *mut *mut vsdk_strings,
 ) -> vsdk_result {
-    guard(|| {
-        // SAFETY: as the caller guarantees.
-        let (p, run) = unsafe { (handle(pipelines, "pipelines")?, string(run, "run")?) };
-        let out_outcome = out(out_outcome, "out_outcome")?;
-        let out_waiting = out(out_waiting, "out_waiting").ok();
-        let cb = Callback::new(events, user_data);
-        drive_run(p, run, Drive::Resume, cb, out_outcome, out_waiting)
-    })
+    // SAFETY: as the caller guarantees.
+    unsafe {
+        drive_on(
+            pipelines,
+            run,
+            Drive::Resume,
+            events,
+            user_data,
+            out_outcome,
+            out_waiting,
+        )
+    }
 }
 
 /// Run control from any thread: not serialized with the handle's other calls (a pause or a

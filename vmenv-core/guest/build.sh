@@ -71,11 +71,28 @@ LD_LIBRARY_PATH="$libpath" ldd "$work/x/usr/sbin/dropbear" | awk '/=>/ {print $3
 done
 mkdir -p "$r/lib/x86_64-linux-gnu" "$r/usr/lib/x86_64-linux-gnu"
 
+# root's login shell, which dropbear runs as `vmenv-sh -c COMMAND` for every SSH command.
+# dropbear (2022.83) reads the command's stdout and stderr pipes non-blocking and takes a read
+# that fails with EAGAIN for the end of the output: it closes the pipe, and the command's next
+# write dies of SIGPIPE (exit 141). This kernel (6.1) makes a pipe look readable while it is still
+# empty when a 9p read is spliced into it (sendfile, as busybox `cat` does: the zero-copy read
+# adds pipe buffers before the host answers and drops them at end of file), so about one
+# command in 20-60 that read a 9p file and then wrote more lost the rest of its output. The
+# command therefore writes into pipes that busybox `cat` relays to dropbear with plain read and
+# write: nothing is ever spliced into a pipe dropbear reads. The exit status is the command's
+# (pipefail); stdin is the command's own.
+cat > "$r/bin/vmenv-sh" <<'W'
+#!/bin/busybox sh
+[ "$1" = "-c" ] || exec /bin/sh "$@"
+set -o pipefail
+{ /bin/sh -c "$2" 2>&1 >&3 3>&- | cat >&2 3>&-; } 3>&1 | cat
+W
+chmod 755 "$r/bin/vmenv-sh"
 cat > "$r/etc/passwd" <<'P'
-root:x:0:0:root:/root:/bin/sh
+root:x:0:0:root:/root:/bin/vmenv-sh
 P
 echo 'root:x:0:' > "$r/etc/group"
-printf '/bin/sh\n' > "$r/etc/shells"
+printf '/bin/sh\n/bin/vmenv-sh\n' > "$r/etc/shells"
 echo '<h1>hello from vmenv guest</h1>' > "$r/var/www/index.html"
 
 cat > "$r/etc/udhcpc.sh" <<'S'

@@ -20,8 +20,12 @@ use vsphere_client::types::{
     AboutInfo, InvalidLogin, NotAuthenticated, ObjectContent, RetrieveResult, ServiceContent,
     UserSession,
 };
-use wiremock::matchers::{body_string_contains, header, method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::matchers::{body_string_contains, header};
+use wiremock::{MockServer, ResponseTemplate};
+
+mod common;
+
+use common::{MockVcenter, on, xml};
 
 const PASSWORD: &str = "hunter2-secret";
 
@@ -51,7 +55,7 @@ fn service_content(api_version: &str) -> ServiceContent {
 }
 
 fn ok(body: String) -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_raw(body, "text/xml; charset=utf-8")
+    xml(200, body)
 }
 
 fn fault(detail: &dyn DataObject) -> ResponseTemplate {
@@ -85,34 +89,24 @@ fn time_ok() -> ResponseTemplate {
     ok(encode_response(&methods::CURRENT_TIME, &[&&t]))
 }
 
-/// Mounts the versions document, the service content and a first login that sets `s1`.
-async fn server() -> MockServer {
-    let s = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/sdk/vimServiceVersions.xml"))
-        .respond_with(ok(VERSIONS.to_owned()))
-        .mount(&s)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/sdk"))
-        .and(header("soapaction", "urn:vim25/8.0.2.0"))
-        .and(body_string_contains("<RetrieveServiceContent "))
-        .respond_with(ok(encode_response(
+/// A vCenter of release 8.0.2.0: its versions document and service content.
+fn vcenter() -> MockVcenter {
+    MockVcenter::new(
+        Some(VERSIONS.to_owned()),
+        encode_response(
             &methods::RETRIEVE_SERVICE_CONTENT,
             &[&&service_content("8.0.2.0")],
-        )))
-        .mount(&s)
-        .await;
-    Mock::given(method("POST"))
-        .and(body_string_contains("<Login "))
-        .and(body_string_contains(PASSWORD))
-        .respond_with(login_ok("s1"))
-        .up_to_n_times(1)
-        .expect(1)
-        .named("first login")
-        .mount(&s)
-        .await;
-    s
+        ),
+    )
+}
+
+/// Mounts the versions document, the service content and a first login that sets `s1`.
+async fn server() -> MockServer {
+    vcenter()
+        .soap_action("urn:vim25/8.0.2.0")
+        .first_login(PASSWORD, login_ok("s1"))
+        .start()
+        .await
 }
 
 fn options(s: &MockServer) -> ConnectOptions {
@@ -126,14 +120,14 @@ fn options(s: &MockServer) -> ConnectOptions {
 #[tokio::test]
 async fn connect_negotiates_logs_in_and_sends_the_session_cookie() {
     let s = server().await;
-    Mock::given(body_string_contains("<CurrentTime "))
+    on("<CurrentTime ")
         .and(cookie("s1"))
         .and(header("soapaction", "urn:vim25/8.0.2.0"))
         .respond_with(time_ok())
         .expect(1)
         .mount(&s)
         .await;
-    Mock::given(body_string_contains("<Logout "))
+    on("<Logout ")
         .and(cookie("s1"))
         .respond_with(ok(encode_response(&methods::LOGOUT, &[])))
         .expect(1)
@@ -164,21 +158,18 @@ async fn connect_negotiates_logs_in_and_sends_the_session_cookie() {
 
 #[tokio::test]
 async fn without_a_versions_document_the_about_api_version_decides() {
-    let s = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(404))
-        .mount(&s)
-        .await;
     // Before negotiation the SOAPAction carries no release.
-    Mock::given(body_string_contains("<RetrieveServiceContent "))
-        .and(header("soapaction", "urn:vim25"))
-        .respond_with(ok(encode_response(
+    let s = MockVcenter::new(
+        None,
+        encode_response(
             &methods::RETRIEVE_SERVICE_CONTENT,
             &[&&service_content("7.0.3.0")],
-        )))
-        .expect(1)
-        .mount(&s)
-        .await;
+        ),
+    )
+    .soap_action("urn:vim25")
+    .service_content_calls(1)
+    .start()
+    .await;
     let url = format!("{}/sdk", s.uri());
     let client = Client::connect(ConnectOptions::new(&url).unwrap().with_keepalive(None))
         .await
@@ -188,22 +179,10 @@ async fn without_a_versions_document_the_about_api_version_decides() {
 
 #[tokio::test]
 async fn a_wrong_password_is_a_typed_invalid_login_without_the_password() {
-    let s = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ok(VERSIONS.to_owned()))
-        .mount(&s)
-        .await;
-    Mock::given(body_string_contains("<RetrieveServiceContent "))
-        .respond_with(ok(encode_response(
-            &methods::RETRIEVE_SERVICE_CONTENT,
-            &[&&service_content("8.0.2.0")],
-        )))
-        .mount(&s)
-        .await;
-    Mock::given(body_string_contains("<Login "))
-        .respond_with(fault(&InvalidLogin::default()))
-        .expect(1)
-        .mount(&s)
+    let s = vcenter()
+        .service_content_calls(1)
+        .first_login(PASSWORD, fault(&InvalidLogin::default()))
+        .start()
         .await;
     let e = Client::connect(options(&s)).await.unwrap_err();
     assert!(
@@ -216,19 +195,19 @@ async fn a_wrong_password_is_a_typed_invalid_login_without_the_password() {
 #[tokio::test]
 async fn an_expired_session_is_renewed_and_a_read_retried_once() {
     let s = server().await;
-    Mock::given(body_string_contains("<Login "))
+    on("<Login ")
         .respond_with(login_ok("s2"))
         .expect(1)
         .named("re-login")
         .mount(&s)
         .await;
-    Mock::given(body_string_contains("<CurrentTime "))
+    on("<CurrentTime ")
         .and(cookie("s1"))
         .respond_with(fault(&NotAuthenticated::default()))
         .expect(1)
         .mount(&s)
         .await;
-    Mock::given(body_string_contains("<CurrentTime "))
+    on("<CurrentTime ")
         .and(cookie("s2"))
         .respond_with(time_ok())
         .expect(1)
@@ -242,18 +221,18 @@ async fn an_expired_session_is_renewed_and_a_read_retried_once() {
 #[tokio::test]
 async fn concurrent_calls_hitting_one_expiry_share_one_re_login() {
     let s = server().await;
-    Mock::given(body_string_contains("<Login "))
+    on("<Login ")
         .respond_with(login_ok("s2"))
         .expect(1)
         .named("the shared re-login")
         .mount(&s)
         .await;
-    Mock::given(body_string_contains("<CurrentTime "))
+    on("<CurrentTime ")
         .and(cookie("s1"))
         .respond_with(fault(&NotAuthenticated::default()))
         .mount(&s)
         .await;
-    Mock::given(body_string_contains("<CurrentTime "))
+    on("<CurrentTime ")
         .and(cookie("s2"))
         .respond_with(time_ok())
         .mount(&s)
@@ -295,13 +274,13 @@ async fn futures_join<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
 #[tokio::test]
 async fn a_real_permission_problem_surfaces_after_one_retry() {
     let s = server().await;
-    Mock::given(body_string_contains("<Login "))
+    on("<Login ")
         .respond_with(login_ok("s2"))
         .expect(1)
         .named("the one re-login")
         .mount(&s)
         .await;
-    Mock::given(body_string_contains("<CurrentTime "))
+    on("<CurrentTime ")
         .respond_with(fault(&NotAuthenticated::default()))
         .expect(2)
         .named("the call and its one retry")
@@ -318,7 +297,7 @@ async fn a_real_permission_problem_surfaces_after_one_retry() {
 #[tokio::test]
 async fn calls_not_safe_to_repeat_are_never_retried() {
     let s = server().await;
-    Mock::given(body_string_contains("<PowerOnVM_Task "))
+    on("<PowerOnVM_Task ")
         .respond_with(fault(&NotAuthenticated::default()))
         .expect(1)
         .mount(&s)
@@ -350,13 +329,13 @@ fn page(objects: &[&str], token: Option<&str>) -> RetrieveResult {
 #[tokio::test]
 async fn paged_retrieval_survives_a_session_expiry_without_duplicates_or_losses() {
     let s = server().await;
-    Mock::given(body_string_contains("<Login "))
+    on("<Login ")
         .respond_with(login_ok("s2"))
         .expect(1)
         .mount(&s)
         .await;
     // Session 1: the first page, then the session expires.
-    Mock::given(body_string_contains("<RetrievePropertiesEx "))
+    on("<RetrievePropertiesEx ")
         .and(body_string_contains("<maxObjects>2</maxObjects>"))
         .and(cookie("s1"))
         .respond_with(ok(encode_response(
@@ -366,7 +345,7 @@ async fn paged_retrieval_survives_a_session_expiry_without_duplicates_or_losses(
         .expect(1)
         .mount(&s)
         .await;
-    Mock::given(body_string_contains("<ContinueRetrievePropertiesEx "))
+    on("<ContinueRetrievePropertiesEx ")
         .and(body_string_contains("<token>t1</token>"))
         .and(cookie("s1"))
         .respond_with(fault(&NotAuthenticated::default()))
@@ -374,7 +353,7 @@ async fn paged_retrieval_survives_a_session_expiry_without_duplicates_or_losses(
         .mount(&s)
         .await;
     // Session 2: the retrieval restarts; the server's order may differ.
-    Mock::given(body_string_contains("<RetrievePropertiesEx "))
+    on("<RetrievePropertiesEx ")
         .and(cookie("s2"))
         .respond_with(ok(encode_response(
             &methods::RETRIEVE_PROPERTIES_EX,
@@ -383,7 +362,7 @@ async fn paged_retrieval_survives_a_session_expiry_without_duplicates_or_losses(
         .expect(1)
         .mount(&s)
         .await;
-    Mock::given(body_string_contains("<ContinueRetrievePropertiesEx "))
+    on("<ContinueRetrievePropertiesEx ")
         .and(body_string_contains("<token>t2</token>"))
         .and(cookie("s2"))
         .respond_with(ok(encode_response(
@@ -417,7 +396,7 @@ async fn next<S: futures_core::Stream + Unpin>(s: &mut S) -> Option<S::Item> {
 #[tokio::test]
 async fn paged_retrieval_delivers_each_page_as_it_arrives() {
     let s = server().await;
-    Mock::given(body_string_contains("<RetrievePropertiesEx "))
+    on("<RetrievePropertiesEx ")
         .respond_with(ok(encode_response(
             &methods::RETRIEVE_PROPERTIES_EX,
             &[&&page(&["vm-1"], Some("t1"))],
@@ -426,7 +405,7 @@ async fn paged_retrieval_delivers_each_page_as_it_arrives() {
         .mount(&s)
         .await;
     // The second page never comes in time: the first must already be in hand.
-    Mock::given(body_string_contains("<ContinueRetrievePropertiesEx "))
+    on("<ContinueRetrievePropertiesEx ")
         .respond_with(
             ok(encode_response(
                 &methods::CONTINUE_RETRIEVE_PROPERTIES_EX,
@@ -462,15 +441,12 @@ async fn paged_retrieval_delivers_each_page_as_it_arrives() {
 #[tokio::test]
 async fn dropping_the_future_cancels_the_call_and_the_client_goes_on() {
     let s = server().await;
-    Mock::given(body_string_contains("<CurrentTime "))
+    on("<CurrentTime ")
         .respond_with(time_ok().set_delay(Duration::from_secs(30)))
         .up_to_n_times(1)
         .mount(&s)
         .await;
-    Mock::given(body_string_contains("<CurrentTime "))
-        .respond_with(time_ok())
-        .mount(&s)
-        .await;
+    on("<CurrentTime ").respond_with(time_ok()).mount(&s).await;
     let client = Client::connect(options(&s)).await.unwrap();
     let si = ServiceInstance::new("ServiceInstance");
     let slow = tokio::time::timeout(Duration::from_millis(200), si.current_time(&client)).await;
@@ -499,7 +475,7 @@ async fn a_dropped_connection_is_a_typed_http_error() {
 #[tokio::test]
 async fn keepalive_calls_current_time_while_the_client_lives() {
     let s = server().await;
-    Mock::given(body_string_contains("<CurrentTime "))
+    on("<CurrentTime ")
         .and(cookie("s1"))
         .respond_with(time_ok())
         .mount(&s)
@@ -535,7 +511,7 @@ async fn a_custom_transport_can_be_supplied() {
 #[tokio::test]
 async fn logging_out_of_an_expired_session_succeeds_without_a_re_login() {
     let s = server().await;
-    Mock::given(body_string_contains("<Logout "))
+    on("<Logout ")
         .respond_with(fault(&NotAuthenticated::default()))
         .expect(1)
         .mount(&s)

@@ -16,16 +16,11 @@ use vsphere_client::types::VirtualMachinePowerState;
 use wiremock::matchers::{body_string_contains, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+mod common;
+
+use common::{MockVcenter, answer, fixture, on, xml};
+
 const PASSWORD: &str = "pw-wire-5e1a";
-
-fn fixture(name: &str) -> String {
-    let p = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
-}
-
-fn xml(status: u16, body: String) -> ResponseTemplate {
-    ResponseTemplate::new(status).set_body_raw(body, "text/xml; charset=utf-8")
-}
 
 fn login_ok(cookie: &str) -> ResponseTemplate {
     xml(200, fixture("vcsim-wire/login.xml")).insert_header(
@@ -53,25 +48,10 @@ fn not_authenticated() -> ResponseTemplate {
 
 /// vcsim's versions document, service content and a first login that sets cookie `s1`.
 async fn server() -> MockServer {
-    let s = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/sdk/vimServiceVersions.xml"))
-        .respond_with(xml(200, fixture("vcsim-wire/vimServiceVersions.xml")))
-        .mount(&s)
-        .await;
-    Mock::given(method("POST"))
-        .and(body_string_contains("<RetrieveServiceContent "))
-        .respond_with(xml(200, fixture("vcsim-wire/retrieve-service-content.xml")))
-        .mount(&s)
-        .await;
-    Mock::given(body_string_contains("<Login "))
-        .respond_with(login_ok("s1"))
-        .up_to_n_times(1)
-        .expect(1)
-        .named("first login")
-        .mount(&s)
-        .await;
-    s
+    MockVcenter::vcsim()
+        .first_login(PASSWORD, login_ok("s1"))
+        .start()
+        .await
 }
 
 fn options(uri: &str) -> ConnectOptions {
@@ -86,17 +66,9 @@ async fn connect(s: &MockServer) -> Client {
 
 /// The next login (after an expiry) sets cookie `cookie`; expected exactly once.
 async fn relogin_gives(s: &MockServer, cookie: &str) {
-    Mock::given(body_string_contains("<Login "))
+    on("<Login ")
         .respond_with(login_ok(cookie))
         .expect(1)
-        .mount(s)
-        .await;
-}
-
-/// Answers every call whose body contains `needle` with `response`.
-async fn answer(s: &MockServer, needle: &str, response: ResponseTemplate) {
-    Mock::given(body_string_contains(needle))
-        .respond_with(response)
         .mount(s)
         .await;
 }
@@ -154,7 +126,7 @@ async fn expiry_mid_retrieval_restarts_without_duplicates_or_losses() {
     let cap = Captured::load();
     let s = server().await;
     relogin_gives(&s, "s2").await;
-    Mock::given(body_string_contains("<RetrievePropertiesEx "))
+    on("<RetrievePropertiesEx ")
         .and(cookie("s1"))
         .respond_with(xml(
             200,
@@ -163,14 +135,14 @@ async fn expiry_mid_retrieval_restarts_without_duplicates_or_losses() {
         .expect(1)
         .mount(&s)
         .await;
-    Mock::given(body_string_contains("<ContinueRetrievePropertiesEx "))
+    on("<ContinueRetrievePropertiesEx ")
         .and(cookie("s1"))
         .respond_with(not_authenticated())
         .expect(1)
         .mount(&s)
         .await;
     // After the re-login the server pages differently: one object per page.
-    Mock::given(body_string_contains("<RetrievePropertiesEx "))
+    on("<RetrievePropertiesEx ")
         .and(cookie("s2"))
         .respond_with(xml(
             200,
@@ -179,7 +151,7 @@ async fn expiry_mid_retrieval_restarts_without_duplicates_or_losses() {
         .expect(1)
         .mount(&s)
         .await;
-    Mock::given(body_string_contains("<token>u1</token>"))
+    on("<token>u1</token>")
         .and(cookie("s2"))
         .respond_with(xml(
             200,
@@ -188,7 +160,7 @@ async fn expiry_mid_retrieval_restarts_without_duplicates_or_losses() {
         .expect(1)
         .mount(&s)
         .await;
-    Mock::given(body_string_contains("<token>u2</token>"))
+    on("<token>u2</token>")
         .and(cookie("s2"))
         .respond_with(xml(
             200,
@@ -229,7 +201,7 @@ async fn expiry_again_without_progress_surfaces_instead_of_looping() {
     let cap = Captured::load();
     let s = server().await;
     relogin_gives(&s, "s2").await;
-    Mock::given(body_string_contains("<RetrievePropertiesEx "))
+    on("<RetrievePropertiesEx ")
         .respond_with(xml(
             200,
             cap.page("RetrievePropertiesEx", &[0, 1], Some("t")),
@@ -237,7 +209,7 @@ async fn expiry_again_without_progress_surfaces_instead_of_looping() {
         .expect(2)
         .mount(&s)
         .await;
-    Mock::given(body_string_contains("<ContinueRetrievePropertiesEx "))
+    on("<ContinueRetrievePropertiesEx ")
         .respond_with(not_authenticated())
         .expect(2)
         .mount(&s)
@@ -258,12 +230,12 @@ async fn malformed_and_truncated_xml_are_typed_decode_errors() {
     // The connection closed between two objects: the document just stops.
     let cut = whole.find("</objects>").unwrap() + "</objects>".len();
     let truncated = whole[..cut].to_owned();
-    Mock::given(body_string_contains("<RetrievePropertiesEx "))
+    on("<RetrievePropertiesEx ")
         .respond_with(xml(200, truncated))
         .up_to_n_times(1)
         .mount(&s)
         .await;
-    Mock::given(body_string_contains("<RetrievePropertiesEx "))
+    on("<RetrievePropertiesEx ")
         .respond_with(xml(200, whole.replace("</propSet>", "</propset>")))
         .up_to_n_times(1)
         .mount(&s)
@@ -381,7 +353,7 @@ async fn a_failing_keepalive_never_breaks_the_client() {
     let s = server().await;
     // The keepalive's CurrentTime fails at the HTTP level every time.
     answer(&s, "<CurrentTime ", ResponseTemplate::new(503)).await;
-    Mock::given(body_string_contains("<RetrievePropertiesEx "))
+    on("<RetrievePropertiesEx ")
         .and(cookie("s1"))
         .respond_with(xml(
             200,
@@ -410,13 +382,13 @@ async fn a_failing_keepalive_never_breaks_the_client() {
 #[tokio::test]
 async fn a_keepalive_that_finds_the_session_expired_logs_in_again_once() {
     let s = server().await;
-    Mock::given(body_string_contains("<CurrentTime "))
+    on("<CurrentTime ")
         .and(cookie("s1"))
         .respond_with(not_authenticated())
         .mount(&s)
         .await;
     relogin_gives(&s, "s2").await;
-    Mock::given(body_string_contains("<CurrentTime "))
+    on("<CurrentTime ")
         .and(cookie("s2"))
         .respond_with(xml(200, fixture("vcsim-wire/current-time.xml")))
         .mount(&s)
@@ -593,7 +565,7 @@ async fn fcd_server(call: &str, new_id: &str, name: &str) -> MockServer {
     } else {
         &methods::RELOCATE_V_STORAGE_OBJECT_TASK
     };
-    Mock::given(body_string_contains(format!("<{call} ").as_str()))
+    on(format!("<{call} ").as_str())
         .and(body_string_contains(
             r#"<_this type="VcenterVStorageObjectManager">VStorageObjectManager</_this>"#,
         ))
@@ -627,7 +599,7 @@ async fn fcd_server(call: &str, new_id: &str, name: &str) -> MockServer {
         ),
     )
     .await;
-    Mock::given(body_string_contains("<RetrievePropertiesEx "))
+    on("<RetrievePropertiesEx ")
         .and(body_string_contains("task-77"))
         .respond_with(xml(200, fcd_task_result(new_id, name)))
         .mount(&s)
@@ -745,24 +717,7 @@ async fn sts_server() -> MockServer {
 
 /// vcsim's versions and service content, without the password login.
 async fn server_without_login() -> MockServer {
-    let s = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/sdk/vimServiceVersions.xml"))
-        .respond_with(xml(200, fixture("vcsim-wire/vimServiceVersions.xml")))
-        .mount(&s)
-        .await;
-    Mock::given(method("POST"))
-        .and(body_string_contains("<RetrieveServiceContent "))
-        .respond_with(xml(200, fixture("vcsim-wire/retrieve-service-content.xml")))
-        .mount(&s)
-        .await;
-    Mock::given(body_string_contains("<Login "))
-        .respond_with(ResponseTemplate::new(599))
-        .expect(0)
-        .named("no password login")
-        .mount(&s)
-        .await;
-    s
+    MockVcenter::vcsim().no_password_login().start().await
 }
 
 #[tokio::test]
@@ -770,7 +725,7 @@ async fn login_by_token_gets_a_token_from_the_sts_and_renews_it_on_expiry() {
     let s = sts_server().await;
     // LoginByToken carries the assertion, verbatim, in the WS-Security header; never a cookie.
     for cookie_value in ["t1", "t2"] {
-        Mock::given(body_string_contains("<LoginByToken "))
+        on("<LoginByToken ")
             .and(body_string_contains("<soapenv:Header><wsse:Security "))
             .and(body_string_contains(ASSERTION))
             .respond_with(login_by_token_ok(cookie_value))
@@ -779,13 +734,13 @@ async fn login_by_token_gets_a_token_from_the_sts_and_renews_it_on_expiry() {
             .mount(&s)
             .await;
     }
-    Mock::given(body_string_contains("<CurrentTime "))
+    on("<CurrentTime ")
         .and(cookie("t1"))
         .respond_with(not_authenticated())
         .expect(1)
         .mount(&s)
         .await;
-    Mock::given(body_string_contains("<CurrentTime "))
+    on("<CurrentTime ")
         .and(cookie("t2"))
         .respond_with(xml(200, fixture("vcsim-wire/current-time.xml")))
         .expect(1)
