@@ -231,8 +231,7 @@ async fn the_vagrant_provider_flow_drives_a_qemu_vm() {
 
     // The synced folder is mounted where the server said, both ways.
     let name = VmName::new(id).unwrap();
-    // One command per exec: a rare SIGPIPE (exit 141) was seen when one dropbear session read
-    // a 9p file and then wrote more output; see README.md, section vmenv-core.
+    // One command per exec, as the Vagrant provider runs its commands.
     let run = |cmd: &'static str| {
         let qemu = qemu.clone();
         let name = name.clone();
