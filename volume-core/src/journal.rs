@@ -31,6 +31,8 @@ pub enum Table {
     Mounts,
     /// The last fencing epoch handed out per volume, keyed by volume id.
     Epochs,
+    /// Node heartbeats with their node epochs ([`crate::liveness::Heartbeats`]), keyed by node.
+    Nodes,
 }
 
 impl Table {
@@ -41,15 +43,17 @@ impl Table {
             Table::Desired => "desired",
             Table::Mounts => "mounts",
             Table::Epochs => "epochs",
+            Table::Nodes => "nodes",
         }
     }
 
-    const ALL: [Table; 5] = [
+    const ALL: [Table; 6] = [
         Table::Operations,
         Table::Leases,
         Table::Desired,
         Table::Mounts,
         Table::Epochs,
+        Table::Nodes,
     ];
 }
 

@@ -259,6 +259,7 @@ impl Backend for Qcow2Backend {
                 online_resize: false,
                 snapshot: true,
                 clone: true,
+                clone_from_snapshot: true,
                 placement: false,
             },
         }
