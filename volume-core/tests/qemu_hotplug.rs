@@ -20,7 +20,7 @@ use vmenv_core::qemu::{QemuConfig, QemuHypervisor, Template, qemu_available};
 use vmenv_core::{Hypervisor, Source, VmName, VmSpec};
 use volume_core::backend::Backend;
 use volume_core::backend::qcow2::Qcow2Backend;
-use volume_core::backend::qemu_hotplug::QemuHotPlug;
+use volume_core::backend::qemu_hotplug::{QemuHotPlug, guest_device_path, guest_serial};
 use volume_core::journal::MemoryStore;
 use volume_core::orchestrator::{DeadNodes, MovePolicy, Orchestrator};
 use volume_core::{Error, NodeId, PoolId, VolumeName, VolumeSpec};
@@ -204,6 +204,18 @@ async fn a_volume_leaves_a_running_guest_for_a_dead_node_and_comes_back_intact()
         "32768",
         "16 MiB in 512-byte sectors"
     );
+    // The guest finds the disk by the volume's id: its virtio serial, which the backend's
+    // device path names.
+    assert_eq!(
+        sh(&hv, &vm, &format!("cat /sys/block/{dev}/serial"))
+            .await
+            .trim(),
+        guest_serial(&v.id)
+    );
+    assert_eq!(
+        orch.device(&v.id, &a).await.unwrap().path,
+        guest_device_path(&v.id)
+    );
     sh(
         &hv,
         &vm,
@@ -285,6 +297,13 @@ async fn a_volume_leaves_a_running_guest_for_a_dead_node_and_comes_back_intact()
     )
     .await;
     assert_eq!(second.trim(), "0", "B's 512 bytes of 'B' are there");
+    assert_eq!(
+        sh(&hv, &vm, &format!("cat /sys/block/{dev}/serial"))
+            .await
+            .trim(),
+        guest_serial(&v.id),
+        "plugged again under the same serial"
+    );
 
     // B's old epoch is fenced: it cannot take the volume back, nor use it.
     assert!(matches!(
