@@ -28,6 +28,8 @@
 pub mod backend;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(feature = "vsphere")]
+pub mod demo;
 pub mod docker;
 mod error;
 pub mod journal;

@@ -1046,8 +1046,15 @@ impl FcdBackend {
             .await
         {
             Ok(()) => {
-                // The device key is the server's: the next scan learns it.
-                lock(&self.attachments).remove(&f.id);
+                // The device key is the server's: a detach through DetachDisk_Task needs only
+                // the VM; the ReconfigVM_Task fallback scans for the key when it needs it.
+                self.set_holder(
+                    &f.id,
+                    Some(Holder {
+                        vm: vm.clone(),
+                        disk: None,
+                    }),
+                );
                 Ok(())
             }
             Err(e) => Err(self.task_error(e, "ReconfigVM_Task(add disk)", &f.id).await),
