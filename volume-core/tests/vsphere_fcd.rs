@@ -66,6 +66,10 @@ fn fcd_backend_specifics_on_vcsim() {
             !info.capabilities.resize,
             "vcsim 0.24.2 has no ExtendDisk_Task, so resize must not be advertised"
         );
+        assert!(
+            !info.capabilities.snapshot,
+            "vcsim 0.24.2's RetrieveSnapshotInfo answers InvalidArgument, not NotFound: no snapshots"
+        );
 
         // Create is idempotent by name; the FCD keeps its disk after its VM is deleted.
         let spec = VolumeSpec::new(VolumeName::new("data").unwrap(), f.pool(), 3 << 20);

@@ -350,12 +350,16 @@ impl FcdBackend {
                 .await
                 .map(drop),
         );
-        let snapshot = exists(
-            manager
-                .retrieve_snapshot_info(&*client, &probe_id, &probe_ds)
-                .await
-                .map(drop),
-        );
+        // Snapshots count only where the server answers like vCenter (and vsphere-sim) for
+        // a disk that is not there, `NotFound`: govmomi's vcsim 0.24.2 answers
+        // `InvalidArgument`, and its RetrieveSnapshotInfo also fails so on disks it has.
+        let snapshot = match manager
+            .retrieve_snapshot_info(&*client, &probe_id, &probe_ds)
+            .await
+        {
+            Ok(_) => true,
+            Err(e) => e.is_fault("NotFound"),
+        };
         let clone = exists(
             manager
                 .clone_v_storage_object_task(
