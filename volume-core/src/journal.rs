@@ -2,7 +2,7 @@
 //! state, behind the small [`Store`] trait (get, list, compare-and-swap), so a multi-host
 //! deployment can keep it where it already lives (vCenter disk metadata, etcd). The default is
 //! [`RedbStore`], an embedded, crash-safe store in one file; [`MemoryStore`] is for tests;
-//! [`vcenter::VcenterStore`] (feature `vsphere`) keeps each volume's journal, lease and epoch in
+//! `vcenter::VcenterStore` (feature `vsphere`) keeps each volume's journal, lease and epoch in
 //! its First Class Disk's metadata, shared by every host that talks to the vCenter.
 
 use std::collections::BTreeMap;

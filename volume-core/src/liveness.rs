@@ -14,7 +14,7 @@
 //! Every change is a compare-and-swap on the node's record in the journal store
 //! ([`Table::Nodes`]): a beat and a fence that race cannot both win.
 //!
-//! With the feature `vsphere`, [`crate::backend::vsphere::VmLiveness`] reads the node VM's
+//! With the feature `vsphere`, `backend::vsphere::VmLiveness` reads the node VM's
 //! `runtime.powerState` and `runtime.connectionState` instead (a powered-off, orphaned,
 //! disconnected or deleted VM is dead); [`vm_liveness`] is its decision.
 //!

@@ -20,7 +20,7 @@
 //!   the first time a volume is seen, the `VStorageObjectManager` and a container view of the
 //!   VMs.
 //! - **Tasks end through one filter**: the backend's
-//!   [`TaskWaiter`](vsphere_client::client::TaskWaiter) (vsphere-client's) holds one private
+//!   [`TaskWaiter`] (vsphere-client's) holds one private
 //!   property collector with one filter on the end of every recent task, created at connect;
 //!   a task costs its call and two `WaitForUpdatesEx` (the task entering, then ending).
 //! - **Attachment bookkeeping, corrected by the server**: the instance remembers where each
