@@ -10,7 +10,9 @@
 //!   backend, the same on both simulators;
 //! - [`suite`]: the client's interop checks, generic over the server ([`suite::Server`]), run
 //!   against both simulators by [`client_suite!`];
-//! - [`runtime`]: the two-worker runtime the vSphere tests share.
+//! - [`runtime`]: the two-worker runtime the vSphere tests share;
+//! - `vmenv` (feature `vmenv`): the QEMU test guest's directory, scratch roots and a guard
+//!   that kills a failed test's QEMU processes.
 
 use vsphere_client::client::Client;
 use vsphere_client::codec::ManagedObjectReference;
@@ -21,6 +23,8 @@ pub mod fcd;
 pub mod sim;
 pub mod suite;
 pub mod vcsim;
+#[cfg(feature = "vmenv")]
+pub mod vmenv;
 
 /// The SDK's simulator crate, for tests and benches of crates that may not depend on it
 /// directly (`vsphere-client`'s, by the layering rule).

@@ -287,6 +287,21 @@ pub trait Nics: Send + Sync {
 pub trait DiskHotplug: Send + Sync {
     /// Attaches a disk image to a running VM.
     async fn attach_disk(&self, name: &VmName, image: &Path) -> Result<AttachedDisk>;
+    /// Attaches a disk image to a running VM with a serial number the guest sees
+    /// (`/sys/block/<dev>/serial`, `/dev/disk/by-id/virtio-<serial>`), so the guest can find the
+    /// disk by a name of the caller's choosing. Backends that cannot set a serial refuse with
+    /// [`Error::Unsupported`] (the default).
+    async fn attach_disk_with_serial(
+        &self,
+        name: &VmName,
+        image: &Path,
+        serial: &str,
+    ) -> Result<AttachedDisk> {
+        let _ = (name, image, serial);
+        Err(Error::Unsupported {
+            feature: "disk serial numbers on this backend",
+        })
+    }
     /// Detaches a disk attached with [`DiskHotplug::attach_disk`].
     async fn detach_disk(&self, name: &VmName, id: &str) -> Result<()>;
     /// Lists disks attached at run time.

@@ -45,14 +45,13 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use vsphere_client::Error as ClientError;
-use vsphere_client::client::{Client, VmDisk, VmHandle, free_scsi_unit, upcast};
+use vsphere_client::client::{Client, VmDisk, VmHandle, scsi_slot};
 use vsphere_client::codec::{ManagedObjectReference, Obj, Poly, VimEnum as _};
 use vsphere_client::mo::SearchIndex;
 use vsphere_client::types::{
     VirtualDevice, VirtualDeviceConfigSpec, VirtualDeviceConfigSpecOperation,
     VirtualDeviceFileBackingInfo, VirtualDisk, VirtualDiskFlatVer2BackingInfo,
     VirtualMachineCloneSpec, VirtualMachineConfigSpec, VirtualMachineRelocateSpec,
-    VirtualSCSIController,
 };
 
 use crate::error::{Error, Result};
@@ -259,22 +258,7 @@ impl VsphereHypervisor {
             .filter_map(VmDisk::from_device)
             .map(|d| (d.key, d.file.unwrap_or_default()))
             .collect();
-        let controllers: Vec<(i32, Vec<i32>)> = devices
-            .iter()
-            .filter_map(|d| {
-                let c = upcast::<VirtualSCSIController>(d.as_object())?;
-                let key = c.virtual_controller.virtual_device.key;
-                let mut used = vec![c.scsi_ctlr_unit_number.unwrap_or(7)];
-                used.extend(
-                    devices
-                        .iter()
-                        .filter(|x| x.base().controller_key == Some(key))
-                        .filter_map(|x| x.base().unit_number),
-                );
-                Some((key, used))
-            })
-            .collect();
-        Ok((disks, free_scsi_unit(&controllers)))
+        Ok((disks, scsi_slot(&devices)))
     }
 
     async fn reconfigure(&self, vm: &VmHandle<'_>, change: VirtualDeviceConfigSpec) -> Result<()> {

@@ -760,7 +760,7 @@ async fn csi_capabilities_honoured(c: Ctx) -> Outcome {
             ));
         }
     }
-    let source = if caps.snapshot {
+    let source = if caps.snapshot && caps.clone_from_snapshot {
         CloneSource::Snapshot {
             volume: v.id.clone(),
             name: "s1".to_owned(),

@@ -221,6 +221,34 @@ pub enum Error {
         #[source]
         source: BoxedSource,
     },
+    /// A heartbeat or a node's act under a node epoch that has been superseded: the node was
+    /// fenced and must rejoin (get a new epoch) before it acts again.
+    #[error("node {node}: node epoch {presented} was fenced (the node's epoch is now {current})")]
+    NodeFenced {
+        /// The node.
+        node: NodeId,
+        /// The epoch the node presented.
+        presented: Epoch,
+        /// The node's current epoch.
+        current: Epoch,
+    },
+    /// A node may not be fenced yet: its heartbeat has not lapsed.
+    #[error("node {node} is alive (its heartbeat lapses in {remaining_ms} ms): not fenced")]
+    NodeAlive {
+        /// The node.
+        node: NodeId,
+        /// How long until its heartbeat lapses, in ms.
+        remaining_ms: u64,
+    },
+    /// The volume has snapshots and the backend cannot grow a volume that has them (vSphere
+    /// cannot extend a First Class Disk with snapshots): delete them first.
+    #[error("volume {id} has {count} snapshot(s): delete them before it can grow")]
+    HasSnapshots {
+        /// The volume.
+        id: VolumeId,
+        /// How many snapshots it has.
+        count: usize,
+    },
     /// A crash injected by a test hook at a step of a journaled operation.
     #[error("crash injected at step {step}")]
     InjectedCrash {

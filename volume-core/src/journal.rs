@@ -2,7 +2,7 @@
 //! state, behind the small [`Store`] trait (get, list, compare-and-swap), so a multi-host
 //! deployment can keep it where it already lives (vCenter disk metadata, etcd). The default is
 //! [`RedbStore`], an embedded, crash-safe store in one file; [`MemoryStore`] is for tests;
-//! [`vcenter::VcenterStore`] (feature `vsphere`) keeps each volume's journal, lease and epoch in
+//! `vcenter::VcenterStore` (feature `vsphere`) keeps each volume's journal, lease and epoch in
 //! its First Class Disk's metadata, shared by every host that talks to the vCenter.
 
 use std::collections::BTreeMap;
@@ -31,6 +31,8 @@ pub enum Table {
     Mounts,
     /// The last fencing epoch handed out per volume, keyed by volume id.
     Epochs,
+    /// Node heartbeats with their node epochs ([`crate::liveness::Heartbeats`]), keyed by node.
+    Nodes,
 }
 
 impl Table {
@@ -41,15 +43,17 @@ impl Table {
             Table::Desired => "desired",
             Table::Mounts => "mounts",
             Table::Epochs => "epochs",
+            Table::Nodes => "nodes",
         }
     }
 
-    const ALL: [Table; 5] = [
+    const ALL: [Table; 6] = [
         Table::Operations,
         Table::Leases,
         Table::Desired,
         Table::Mounts,
         Table::Epochs,
+        Table::Nodes,
     ];
 }
 

@@ -11,6 +11,9 @@
 //!   (loop devices as root, node directories without), [`backend::qcow2`] (`qemu-img`).
 //! - [`orchestrator`]: journaled moves with leases and fencing epochs, crash recovery, and the
 //!   desired-state convergence loop, over a [`journal::Store`] (embedded redb by default).
+//! - [`liveness`]: node liveness beyond an explicit list: heartbeats with a TTL and node
+//!   epochs (a silent node is suspect, dead only once fenced), and, with `vsphere`, the node
+//!   VM's power and connection state.
 //! - [`docker`]: the Docker volume plugin protocol (v1.2) as a transport-free handler.
 //! - `conformance` (feature `conformance`, on by default): the generic suite every backend runs.
 //!
@@ -25,9 +28,12 @@
 pub mod backend;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(feature = "vsphere")]
+pub mod demo;
 pub mod docker;
 mod error;
 pub mod journal;
+pub mod liveness;
 pub mod model;
 pub mod orchestrator;
 

@@ -91,6 +91,9 @@ pub enum Liveness {
     Alive,
     /// Confirmed dead or fenced off (powered off, deleted): its lease may be broken.
     Dead,
+    /// Missed its heartbeats but not fenced yet: treated as alive (a slow node is not a dead
+    /// one); only fencing it ([`crate::liveness::Heartbeats::fence`]) makes it `Dead`.
+    Suspect,
     /// Not known: treated as alive.
     Unknown,
 }

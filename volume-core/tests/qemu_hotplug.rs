@@ -12,45 +12,18 @@
 
 #![cfg(feature = "qemu-hotplug")]
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use test_support::vmenv::{Cleanup, guest_dir, scratch};
 use vmenv_core::qemu::{QemuConfig, QemuHypervisor, Template, qemu_available};
 use vmenv_core::{Hypervisor, Source, VmName, VmSpec};
 use volume_core::backend::Backend;
 use volume_core::backend::qcow2::Qcow2Backend;
-use volume_core::backend::qemu_hotplug::QemuHotPlug;
+use volume_core::backend::qemu_hotplug::{QemuHotPlug, guest_device_path, guest_serial};
 use volume_core::journal::MemoryStore;
 use volume_core::orchestrator::{DeadNodes, MovePolicy, Orchestrator};
 use volume_core::{Error, NodeId, PoolId, VolumeName, VolumeSpec};
-
-fn guest_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/vmenv-guest")
-}
-
-/// Kills the QEMU this test started if it fails half-way, and removes its root.
-struct Cleanup(PathBuf);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if let Ok(dirs) = std::fs::read_dir(self.0.join("hv/vms")) {
-            for dir in dirs.flatten() {
-                let Ok(pid) = std::fs::read_to_string(dir.path().join("qemu.pid")) else {
-                    continue;
-                };
-                let pid = pid.trim();
-                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                if String::from_utf8_lossy(&cmdline).contains("qemu-system") {
-                    let _ = std::process::Command::new("kill")
-                        .args(["-KILL", pid])
-                        .status();
-                }
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 async fn sh(hv: &QemuHypervisor, vm: &VmName, cmd: &str) -> String {
     let out = hv
@@ -123,10 +96,8 @@ async fn a_volume_leaves_a_running_guest_for_a_dead_node_and_comes_back_intact()
         return;
     }
     let template = Template::test_guest(&guest_dir()).await.unwrap();
-    let root = std::env::temp_dir().join(format!("vc-hp-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(&root).unwrap();
-    let _cleanup = Cleanup(root.clone());
+    let root = scratch("vc-hp");
+    let _cleanup = Cleanup::new(&root, root.join("hv/vms"));
     let hv = Arc::new(QemuHypervisor::new(
         QemuConfig::new(root.join("hv")).with_template(template),
     ));
@@ -203,6 +174,18 @@ async fn a_volume_leaves_a_running_guest_for_a_dead_node_and_comes_back_intact()
             .trim(),
         "32768",
         "16 MiB in 512-byte sectors"
+    );
+    // The guest finds the disk by the volume's id: its virtio serial, which the backend's
+    // device path names.
+    assert_eq!(
+        sh(&hv, &vm, &format!("cat /sys/block/{dev}/serial"))
+            .await
+            .trim(),
+        guest_serial(&v.id)
+    );
+    assert_eq!(
+        orch.device(&v.id, &a).await.unwrap().path,
+        guest_device_path(&v.id)
     );
     sh(
         &hv,
@@ -285,6 +268,13 @@ async fn a_volume_leaves_a_running_guest_for_a_dead_node_and_comes_back_intact()
     )
     .await;
     assert_eq!(second.trim(), "0", "B's 512 bytes of 'B' are there");
+    assert_eq!(
+        sh(&hv, &vm, &format!("cat /sys/block/{dev}/serial"))
+            .await
+            .trim(),
+        guest_serial(&v.id),
+        "plugged again under the same serial"
+    );
 
     // B's old epoch is fenced: it cannot take the volume back, nor use it.
     assert!(matches!(

@@ -16,11 +16,16 @@ use test_support::fcd::FcdFactory;
 use test_support::runtime;
 use test_support::vcsim::Vcsim;
 use volume_core::backend::Backend;
-use volume_core::backend::vsphere::FcdBackend;
+use volume_core::backend::vsphere::{AttachMode, FcdBackend};
 use volume_core::conformance::{Factory, case_names, convergence_property, run_all};
 use volume_core::journal::vcenter::VcenterStore;
 use volume_core::journal::{MemoryStore, Store, Table};
 use volume_core::{Epoch, Error, NodeId, VolumeName, VolumeSpec};
+
+/// A fresh backend instance (no bookkeeping) on the factory's client.
+async fn b_fcd(f: &FcdFactory) -> FcdBackend {
+    f.connect().await.unwrap()
+}
 
 /// The kit's factory on a running vcsim (the vcsim process stays with the test).
 async fn factory(sim: &Vcsim) -> FcdFactory {
@@ -61,6 +66,10 @@ fn fcd_backend_specifics_on_vcsim() {
             !info.capabilities.resize,
             "vcsim 0.24.2 has no ExtendDisk_Task, so resize must not be advertised"
         );
+        assert!(
+            !info.capabilities.snapshot,
+            "vcsim 0.24.2's RetrieveSnapshotInfo answers InvalidArgument, not NotFound: no snapshots"
+        );
 
         // Create is idempotent by name; the FCD keeps its disk after its VM is deleted.
         let spec = VolumeSpec::new(VolumeName::new("data").unwrap(), f.pool(), 3 << 20);
@@ -87,7 +96,12 @@ fn fcd_backend_specifics_on_vcsim() {
         );
 
         // Attachment truth is read from the VM: the disk is a VirtualDisk with this vDiskId in
-        // node-a's config.hardware.device, in independent-persistent mode.
+        // node-a's config.hardware.device, in the backend's default mode (persistent; vcsim
+        // has no AttachDisk_Task, so the backend reconfigured the VM).
+        assert_eq!(
+            b_fcd(&f).await.attachment(&v.id).await.unwrap(),
+            Some((by_moref.clone(), "persistent".to_owned()))
+        );
         let other = NodeId::new("node-b").unwrap();
         match b.attach(&v.id, &other, Epoch(1)).await {
             Err(Error::AttachedElsewhere { .. }) => {}
@@ -124,6 +138,18 @@ fn fcd_backend_specifics_on_vcsim() {
             other => panic!("expected UnknownNode, got {other:?}"),
         }
         assert!(b.get(&v.id).await.unwrap().unwrap().attached_to.is_none());
+
+        // Independent-persistent attachment, read back from the VM's devices.
+        let independent = b_fcd(&f)
+            .await
+            .with_attach_mode(AttachMode::IndependentPersistent);
+        independent.attach(&v.id, &by_name, Epoch(3)).await.unwrap();
+        assert_eq!(
+            independent.attachment(&v.id).await.unwrap(),
+            Some((by_name.clone(), "independent_persistent".to_owned()))
+        );
+        independent.detach(&v.id, Epoch(3)).await.unwrap();
+        assert_eq!(independent.attachment(&v.id).await.unwrap(), None);
 
         // Resize is refused as unsupported on this server.
         match b.resize(&v.id, 8 << 20, Epoch(2)).await {

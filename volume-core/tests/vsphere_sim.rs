@@ -329,3 +329,222 @@ async fn two_hosts_sharing_one_vcenter_never_attach_a_volume_twice() {
         assert!(o2.device(id, &nb).await.is_err());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_modes_are_read_back_from_the_vms_devices() {
+    use volume_core::backend::vsphere::AttachMode;
+    let f = factory().await;
+    let node = |s: &str| NodeId::new(s).unwrap();
+    let persistent = Arc::new(f.connect().await.unwrap());
+    assert_eq!(persistent.attach_mode(), AttachMode::Persistent);
+    let v = persistent
+        .create(&VolumeSpec::new(
+            VolumeName::new("modes").unwrap(),
+            f.pool(),
+            1 << 20,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(persistent.attachment(&v.id).await.unwrap(), None);
+    persistent
+        .attach(&v.id, &node("node-a"), Epoch(1))
+        .await
+        .unwrap();
+    let (holder, mode) = persistent.attachment(&v.id).await.unwrap().unwrap();
+    assert_eq!(holder, node("node-a"));
+    assert_eq!(
+        AttachMode::from_disk_mode(&mode),
+        Some(AttachMode::Persistent)
+    );
+    persistent.detach(&v.id, Epoch(2)).await.unwrap();
+
+    // Independent-persistent: a journaled move between two VMs, read back on each.
+    let independent = Arc::new(
+        f.connect()
+            .await
+            .unwrap()
+            .with_attach_mode(AttachMode::IndependentPersistent),
+    );
+    let o = Orchestrator::new(independent.clone(), Arc::new(MemoryStore::default()));
+    for to in ["node-a", "node-b"] {
+        o.move_volume(&v.id, &node(to), MovePolicy::Preempt)
+            .await
+            .unwrap();
+        let (holder, mode) = independent.attachment(&v.id).await.unwrap().unwrap();
+        assert_eq!(holder, node(to));
+        assert_eq!(mode, "independent_persistent");
+        assert_eq!(independent.holders(&v.id).await.unwrap(), vec![node(to)]);
+    }
+    // The server still refuses a second attachment of an independently attached disk
+    // (AttachDisk_Task from the persistent backend), and the backend names the holder.
+    match persistent.attach(&v.id, &node("node-c"), Epoch(9)).await {
+        Err(Error::AttachedElsewhere { .. }) => {}
+        other => panic!("expected AttachedElsewhere, got {other:?}"),
+    }
+    // DetachDisk_Task detaches a disk that ReconfigVM_Task attached.
+    independent.detach(&v.id, Epoch(9)).await.unwrap();
+    assert_eq!(independent.attachment(&v.id).await.unwrap(), None);
+    independent.destroy(&v.id).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_powered_off_holder_vm_is_dead_and_loses_its_lease_to_a_polite_move() {
+    use volume_core::backend::vsphere::VmLiveness;
+    use volume_core::orchestrator::{Liveness, NodeLiveness};
+    let f = factory().await;
+    let node = |s: &str| NodeId::new(s).unwrap();
+    let b = Arc::new(f.connect().await.unwrap());
+    let liveness = Arc::new(VmLiveness::new(b.clone()));
+    // The factory's clones start powered off: dead for the purpose of force-detach.
+    let vm_a = test_support::find(&f.client, "/DC0/vm/node-a").await;
+    assert_eq!(liveness.liveness(&node("node-a")).await, Liveness::Dead);
+    f.client.vm(vm_a.clone()).power_on().await.unwrap();
+    assert_eq!(liveness.liveness(&node("node-a")).await, Liveness::Alive);
+    assert_eq!(
+        liveness.liveness(&node("no-such-vm")).await,
+        Liveness::Dead,
+        "a VM that does not exist cannot write"
+    );
+    let v = b
+        .create(&VolumeSpec::new(
+            VolumeName::new("live").unwrap(),
+            f.pool(),
+            1 << 20,
+        ))
+        .await
+        .unwrap();
+    let o = Orchestrator::new(b.clone(), Arc::new(MemoryStore::default()))
+        .with_liveness(liveness.clone())
+        .with_lease_ttl(Duration::from_secs(3600));
+    o.move_volume(&v.id, &node("node-a"), MovePolicy::Polite)
+        .await
+        .unwrap();
+    // node-a runs: its live lease holds.
+    match o
+        .move_volume(&v.id, &node("node-b"), MovePolicy::Polite)
+        .await
+    {
+        Err(Error::LeaseHeld { .. }) => {}
+        other => panic!("expected LeaseHeld, got {other:?}"),
+    }
+    f.client.vm(vm_a).power_off().await.unwrap();
+    assert_eq!(liveness.liveness(&node("node-a")).await, Liveness::Dead);
+    // Powered off: dead for the purpose of force-detach, so the polite move proceeds.
+    o.move_volume(&v.id, &node("node-b"), MovePolicy::Polite)
+        .await
+        .unwrap();
+    assert_eq!(b.holders(&v.id).await.unwrap(), vec![node("node-b")]);
+    b.detach(&v.id, Epoch(u64::MAX)).await.unwrap();
+    b.destroy(&v.id).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fcd_capabilities_snapshots_clones_placement_and_no_growth_with_snapshots() {
+    use volume_core::backend::CloneSource;
+    use volume_core::backend::vsphere::PLACE_FREE_SPACE;
+    let f = factory().await;
+    // The kit's capability case: what is advertised works, what is not is Unsupported.
+    let report = run_only(&f, &["csi_capabilities_honoured"]).await;
+    assert!(report.failed.is_empty(), "{report}");
+
+    let b = f.connect().await.unwrap();
+    let caps = b.capabilities();
+    assert!(caps.resize && caps.snapshot && caps.clone && caps.placement);
+    assert!(
+        !caps.clone_from_snapshot,
+        "vsphere-sim has no CreateDiskFromSnapshot_Task: discovered at connect"
+    );
+    let mut spec = VolumeSpec::new(VolumeName::new("snappy").unwrap(), f.pool(), 2 << 20);
+    spec.labels.insert("app", "db").unwrap();
+    let v = b.create(&spec).await.unwrap();
+
+    // Snapshots: idempotent by name, listed, and they block growth (typed).
+    let s1 = b.snapshot(&v.id, "before-upgrade").await.unwrap();
+    assert_eq!(b.snapshot(&v.id, "before-upgrade").await.unwrap(), s1);
+    b.snapshot(&v.id, "second").await.unwrap();
+    let names: Vec<String> = b
+        .snapshots(&v.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["before-upgrade", "second"]);
+    match b.resize(&v.id, 4 << 20, Epoch(1)).await {
+        Err(Error::HasSnapshots { count: 2, .. }) => {}
+        other => panic!("expected HasSnapshots, got {other:?}"),
+    }
+    assert_eq!(b.get(&v.id).await.unwrap().unwrap().size_bytes, 2 << 20);
+    match b.revert_snapshot(&v.id, "no-such", Epoch(1)).await {
+        Err(Error::UnknownSnapshot { .. }) => {}
+        other => panic!("expected UnknownSnapshot, got {other:?}"),
+    }
+    // vsphere-sim has no RevertVStorageObject_Task: a typed Unsupported.
+    match b.revert_snapshot(&v.id, "second", Epoch(1)).await {
+        Err(Error::Unsupported { .. }) => {}
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+    match b
+        .clone_volume(
+            &CloneSource::Snapshot {
+                volume: v.id.clone(),
+                name: "second".to_owned(),
+            },
+            &VolumeSpec::new(VolumeName::new("from-snap").unwrap(), f.pool(), 1),
+        )
+        .await
+    {
+        Err(Error::Unsupported { .. }) => {}
+        other => panic!("expected Unsupported, got {other:?}"),
+    }
+    b.delete_snapshot(&v.id, "before-upgrade").await.unwrap();
+    b.delete_snapshot(&v.id, "second").await.unwrap();
+    b.delete_snapshot(&v.id, "second").await.unwrap();
+    assert!(b.snapshots(&v.id).await.unwrap().is_empty());
+    assert_eq!(
+        b.resize(&v.id, 4 << 20, Epoch(1)).await.unwrap().size_bytes,
+        4 << 20
+    );
+
+    // Clones: a new First Class Disk with the source's size and the spec's labels,
+    // idempotent by name, listed.
+    let cspec = VolumeSpec::new(VolumeName::new("snappy-copy").unwrap(), f.pool(), 1);
+    let c = b
+        .clone_volume(&CloneSource::Volume(v.id.clone()), &cspec)
+        .await
+        .unwrap();
+    assert_ne!(c.id, v.id);
+    assert_eq!(c.size_bytes, 4 << 20);
+    assert_eq!(
+        b.clone_volume(&CloneSource::Volume(v.id.clone()), &cspec)
+            .await
+            .unwrap()
+            .id,
+        c.id
+    );
+    let fresh = f.connect().await.unwrap();
+    assert!(fresh.get(&c.id).await.unwrap().is_some());
+    match b
+        .clone_volume(
+            &CloneSource::Volume(v.id.clone()),
+            &VolumeSpec::new(VolumeName::new("too-big").unwrap(), f.pool(), 64 << 20),
+        )
+        .await
+    {
+        Err(Error::InvalidArgument { .. }) => {}
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+
+    // Placement by free space; unknown policies and impossible sizes are typed.
+    assert_eq!(b.place(PLACE_FREE_SPACE, 1 << 20).await.unwrap(), f.pool());
+    match b.place("gold", 1).await {
+        Err(Error::InvalidArgument { .. }) => {}
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+    match b.place(PLACE_FREE_SPACE, 1 << 60).await {
+        Err(Error::CapacityExhausted { .. }) => {}
+        other => panic!("expected CapacityExhausted, got {other:?}"),
+    }
+    b.destroy(&c.id).await.unwrap();
+    b.destroy(&v.id).await.unwrap();
+}

@@ -26,7 +26,6 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use serde_json::json;
@@ -35,14 +34,13 @@ use volume_core::backend::counting::Counting;
 use volume_core::backend::loopfile::{LoopFileBackend, LoopMode};
 use volume_core::backend::memory::MemoryBackend;
 use volume_core::backend::qcow2::{ImageHandoff, Qcow2Backend};
-use volume_core::backend::vsphere::FcdBackend;
-use volume_core::journal::RedbStore;
+use volume_core::backend::vsphere::{AttachMode, FcdBackend};
+use volume_core::demo::{CountingTransport, move_and_report};
+use volume_core::journal::vcenter::VcenterStore;
+use volume_core::journal::{RedbStore, Store};
 use volume_core::orchestrator::{MovePolicy, Orchestrator};
 use volume_core::{DeviceFormat, NodeId, PoolId, VolumeName, VolumeSpec};
-use vsphere_client::client::{
-    Client, ConnectOptions, HttpResponse, HttpTransport, SoapRequest, Transport,
-};
-use vsphere_client::rpc::BoxFuture;
+use vsphere_client::client::{Client, ConnectOptions};
 
 type BoxError = Box<dyn std::error::Error>;
 
@@ -56,79 +54,6 @@ struct Step {
     /// The SOAP methods called, in order (with `--url`).
     methods: Vec<String>,
     detail: String,
-}
-
-/// A transport that counts SOAP round trips and the `*_Task` methods among them.
-#[derive(Debug)]
-struct CountingTransport {
-    inner: HttpTransport,
-    trips: AtomicU64,
-    tasks: AtomicU64,
-    methods: std::sync::Mutex<Vec<String>>,
-}
-
-/// The method a SOAP request envelope calls: the first element inside `Body`.
-fn soap_method(body: &str) -> &str {
-    let Some(i) = body.find("Body>") else {
-        return "";
-    };
-    let rest = &body[i + 5..];
-    let Some(start) = rest.find('<') else {
-        return "";
-    };
-    let name = &rest[start + 1..];
-    let end = name.find([' ', '>', '/']).unwrap_or(name.len());
-    let name = &name[..end];
-    name.rsplit(':').next().unwrap_or(name)
-}
-
-impl CountingTransport {
-    /// Round trips and tasks since the last call.
-    fn take(&self) -> (u64, u64) {
-        self.methods().clear();
-        (
-            self.trips.swap(0, Ordering::SeqCst),
-            self.tasks.swap(0, Ordering::SeqCst),
-        )
-    }
-}
-
-impl CountingTransport {
-    fn methods(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
-        self.methods
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// The methods called since the last call (and the counters, as [`Self::take`]).
-    fn take_methods(&self) -> (u64, u64, Vec<String>) {
-        let methods = std::mem::take(&mut *self.methods());
-        let (trips, tasks) = self.take();
-        (trips, tasks, methods)
-    }
-}
-
-impl Transport for CountingTransport {
-    fn post_soap<'a>(
-        &'a self,
-        request: SoapRequest<'a>,
-    ) -> BoxFuture<'a, Result<HttpResponse, vsphere_client::Error>> {
-        self.trips.fetch_add(1, Ordering::SeqCst);
-        self.methods().push(soap_method(&request.body).to_owned());
-        if soap_method(&request.body).ends_with("_Task") {
-            self.tasks.fetch_add(1, Ordering::SeqCst);
-        }
-        self.inner.post_soap(request)
-    }
-
-    fn get<'a>(
-        &'a self,
-        url: &'a url::Url,
-        timeout: std::time::Duration,
-    ) -> BoxFuture<'a, Result<HttpResponse, vsphere_client::Error>> {
-        self.trips.fetch_add(1, Ordering::SeqCst);
-        self.inner.get(url, timeout)
-    }
 }
 
 /// The label written at the start of the volume.
@@ -146,6 +71,10 @@ struct Args {
     repeat: u32,
     /// The embedded simulator's time per task stage, in milliseconds (its default: 10).
     task_step_ms: Option<u64>,
+    /// The disk mode of First Class Disk attachments.
+    attach_mode: AttachMode,
+    /// Keep the journal in the disks' vCenter metadata (`--journal vcenter`).
+    vcenter_journal: bool,
 }
 
 fn parse_args() -> Result<Args, BoxError> {
@@ -160,6 +89,8 @@ fn parse_args() -> Result<Args, BoxError> {
         vm_b: "DC0_H0_VM1".to_owned(),
         repeat: 0,
         task_step_ms: None,
+        attach_mode: AttachMode::Persistent,
+        vcenter_journal: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -187,11 +118,31 @@ fn parse_args() -> Result<Args, BoxError> {
                         .map_err(|_| "--task-step-ms needs a number of milliseconds")?,
                 );
             }
+            "--attach-mode" => {
+                a.attach_mode = match it.next().as_deref() {
+                    Some("persistent") => AttachMode::Persistent,
+                    Some("independent-persistent") => AttachMode::IndependentPersistent,
+                    _ => {
+                        return Err(
+                            "--attach-mode needs persistent or independent-persistent".into()
+                        );
+                    }
+                };
+            }
+            "--journal" => {
+                a.vcenter_journal = match it.next().as_deref() {
+                    Some("vcenter") => true,
+                    Some("redb") => false,
+                    _ => return Err("--journal needs redb or vcenter".into()),
+                };
+            }
             "-h" | "--help" => {
                 return Err(
                     "usage: volume-move [--backend vsphere-sim|loopfile|qcow2|memory] \
                             [--task-step-ms MS] [--root DIR] [--repeat N] [--json]\n       volume-move --url URL [--insecure] [--datastore DS] \
-                            [--vm-a VM] [--vm-b VM] [--repeat N] [--json]"
+                            [--vm-a VM] [--vm-b VM] [--repeat N] [--json]\n       \
+                            (First Class Disks: [--attach-mode persistent|independent-persistent] \
+                            [--journal redb|vcenter])"
                         .into(),
                 );
             }
@@ -253,6 +204,8 @@ type Setup = (
 struct Vcenter {
     client: Arc<Client>,
     datastore: vsphere_client::codec::ManagedObjectReference,
+    /// The backend, typed (for its attachment audit).
+    backend: Arc<FcdBackend>,
 }
 
 /// The metadata key of the label on a First Class Disk.
@@ -261,15 +214,14 @@ const LABEL_KEY: &str = "volume-core.label.written-on";
 async fn setup(args: &Args, root: &std::path::Path) -> Result<Setup, BoxError> {
     if let Some(url) = &args.url {
         let options = ConnectOptions::new(url)?.insecure(args.insecure);
-        let transport = Arc::new(CountingTransport {
-            inner: HttpTransport::new(options.tls())?,
-            trips: AtomicU64::new(0),
-            tasks: AtomicU64::new(0),
-            methods: std::sync::Mutex::default(),
-        });
+        let transport = Arc::new(CountingTransport::new(&options)?);
         let client = Arc::new(Client::connect_with(options, transport.clone()).await?);
         let pool = PoolId::new(args.datastore.clone())?;
-        let b = FcdBackend::connect(client.clone(), [pool.clone()]).await?;
+        let b = Arc::new(
+            FcdBackend::connect(client.clone(), [pool.clone()])
+                .await?
+                .with_attach_mode(args.attach_mode),
+        );
         let datastore = client
             .finder()
             .await?
@@ -278,12 +230,16 @@ async fn setup(args: &Args, root: &std::path::Path) -> Result<Setup, BoxError> {
             .clone();
         transport.take();
         return Ok((
-            Arc::new(b),
+            b.clone(),
             Some(transport),
             pool,
             NodeId::new(args.vm_a.clone())?,
             NodeId::new(args.vm_b.clone())?,
-            Some(Vcenter { client, datastore }),
+            Some(Vcenter {
+                client,
+                datastore,
+                backend: b,
+            }),
         ));
     }
     let pool = PoolId::new("local")?;
@@ -309,8 +265,18 @@ async fn story(args: &Args) -> Result<(String, Vec<Step>, Option<Repeats>), BoxE
     std::fs::create_dir_all(&root)?;
     let (inner, remote, pool, vm_a, vm_b, vcenter) = setup(args, &root).await?;
     let counting = Arc::new(Counting::new(inner.clone()));
-    let store = Arc::new(RedbStore::open(root.join("journal.redb"))?);
+    let local = Arc::new(RedbStore::open(root.join("journal.redb"))?);
+    let store: Arc<dyn Store> = match (&vcenter, args.vcenter_journal) {
+        (Some(vc), true) => {
+            Arc::new(VcenterStore::connect(vc.client.clone(), [pool.clone()], local).await?)
+        }
+        (None, true) => return Err("--journal vcenter needs First Class Disks".into()),
+        _ => local,
+    };
     let orch = Orchestrator::new(counting.clone(), store);
+    if let Some(r) = &remote {
+        r.take();
+    }
     let mut steps = Vec::new();
     let mut step = |name, t: Instant, detail: String| {
         let ms = t.elapsed().as_secs_f64() * 1000.0;
@@ -390,6 +356,20 @@ async fn story(args: &Args) -> Result<(String, Vec<Step>, Option<Repeats>), BoxE
             lease_b.epoch
         ),
     );
+    if let Some(vc) = &vcenter {
+        let t = Instant::now();
+        let mode = vc
+            .backend
+            .attachment(&v.id)
+            .await?
+            .map(|(_, mode)| mode)
+            .unwrap_or_default();
+        step(
+            "read disk mode",
+            t,
+            format!("{mode} in {vm_b}'s config.hardware.device"),
+        );
+    }
 
     let t = Instant::now();
     let dev = orch.device(&v.id, &vm_b).await?;
@@ -447,14 +427,13 @@ async fn story(args: &Args) -> Result<(String, Vec<Step>, Option<Repeats>), BoxE
             } else {
                 vm_a.clone()
             };
-            let t = Instant::now();
-            orch.move_volume(&v.id, &to, MovePolicy::Preempt).await?;
-            ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            let report =
+                move_and_report(&orch, &v.id, &to, MovePolicy::Preempt, remote.as_deref()).await?;
+            ms.push(report.ms);
             calls_max = calls_max.max(counting.take());
-            if let Some(r) = &remote {
-                let (trips, tasks) = r.take();
+            if remote.is_some() {
                 let (mt, mk) = remote_max.unwrap_or((0, 0));
-                remote_max = Some((mt.max(trips), mk.max(tasks)));
+                remote_max = Some((mt.max(report.round_trips), mk.max(report.tasks)));
             }
             here = to;
         }
@@ -563,18 +542,5 @@ fn main() -> ExitCode {
             eprintln!("volume-move: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::soap_method;
-
-    #[test]
-    fn soap_method_reads_the_body_element() {
-        let env = "<soapenv:Envelope><soapenv:Body><AttachDisk_Task xmlns=\"urn:vim25\">\
-                   <_this>vm-1</_this></AttachDisk_Task></soapenv:Body></soapenv:Envelope>";
-        assert_eq!(soap_method(env), "AttachDisk_Task");
-        assert_eq!(soap_method("<a/>"), "");
     }
 }

@@ -1066,6 +1066,72 @@ impl Nics for QemuHypervisor {
 #[async_trait]
 impl DiskHotplug for QemuHypervisor {
     async fn attach_disk(&self, name: &VmName, image: &Path) -> Result<AttachedDisk> {
+        self.hotplug_disk(name, image, None).await
+    }
+
+    /// The serial is set on the `virtio-blk-pci` device: at most 20 bytes (`VIRTIO_BLK_ID_BYTES`,
+    /// what the guest driver reads; QEMU's `scsi-hd` would take 36), ASCII letters, digits,
+    /// `-` and `_` (what udev keeps in `/dev/disk/by-id/virtio-<serial>`).
+    async fn attach_disk_with_serial(
+        &self,
+        name: &VmName,
+        image: &Path,
+        serial: &str,
+    ) -> Result<AttachedDisk> {
+        validate_disk_serial(serial)?;
+        self.hotplug_disk(name, image, Some(serial)).await
+    }
+
+    async fn detach_disk(&self, name: &VmName, id: &str) -> Result<()> {
+        self.unplug_disk(name, id).await
+    }
+
+    async fn list_attached_disks(&self, name: &VmName) -> Result<Vec<AttachedDisk>> {
+        let (paths, _) = self.load(name).await?;
+        if running_pid(&paths).is_none() {
+            return Ok(Vec::new());
+        }
+        Ok(read_attached(&paths).await)
+    }
+}
+
+/// The longest serial a `virtio-blk` device reports to the guest (`VIRTIO_BLK_ID_BYTES`).
+pub const VIRTIO_BLK_SERIAL_MAX: usize = 20;
+
+/// Checks a disk serial for [`DiskHotplug::attach_disk_with_serial`]: 1 to
+/// [`VIRTIO_BLK_SERIAL_MAX`] ASCII letters, digits, `-` or `_`.
+///
+/// ```
+/// use vmenv_core::qemu::validate_disk_serial;
+/// assert!(validate_disk_serial("vol-1a2b").is_ok());
+/// assert!(validate_disk_serial("").is_err());
+/// assert!(validate_disk_serial("a-serial-of-21-chars!").is_err());
+/// assert!(validate_disk_serial("x,drive=evil").is_err());
+/// ```
+pub fn validate_disk_serial(serial: &str) -> Result<()> {
+    if serial.is_empty()
+        || serial.len() > VIRTIO_BLK_SERIAL_MAX
+        || !serial
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(Error::invalid(
+            "disk serial",
+            format!(
+                "{serial:?} must be 1 to {VIRTIO_BLK_SERIAL_MAX} ASCII letters, digits, '-' or '_'"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl QemuHypervisor {
+    async fn hotplug_disk(
+        &self,
+        name: &VmName,
+        image: &Path,
+        serial: Option<&str>,
+    ) -> Result<AttachedDisk> {
         if !image.is_absolute() || !image.exists() {
             return Err(Error::invalid(
                 "disk image",
@@ -1095,18 +1161,16 @@ impl DiskHotplug for QemuHypervisor {
             })),
         )
         .await?;
-        if let Err(e) = q
-            .execute(
-                "device_add",
-                Some(json!({
-                    "driver": "virtio-blk-pci",
-                    "drive": node,
-                    "id": id,
-                    "bus": plan::root_port_id(n),
-                })),
-            )
-            .await
-        {
+        let mut device = json!({
+            "driver": "virtio-blk-pci",
+            "drive": node,
+            "id": id,
+            "bus": plan::root_port_id(n),
+        });
+        if let Some(serial) = serial {
+            device["serial"] = json!(serial);
+        }
+        if let Err(e) = q.execute("device_add", Some(device)).await {
             let _ = q
                 .execute("blockdev-del", Some(json!({ "node-name": node })))
                 .await;
@@ -1121,7 +1185,7 @@ impl DiskHotplug for QemuHypervisor {
         Ok(disk)
     }
 
-    async fn detach_disk(&self, name: &VmName, id: &str) -> Result<()> {
+    async fn unplug_disk(&self, name: &VmName, id: &str) -> Result<()> {
         let (paths, _) = self.require_running(name, "hot-unplug a disk from").await?;
         let mut attached = read_attached(&paths).await;
         let Some(pos) = attached.iter().position(|d| d.id == id) else {
@@ -1138,14 +1202,6 @@ impl DiskHotplug for QemuHypervisor {
             .await?;
         attached.remove(pos);
         write_attached(&paths, &attached).await
-    }
-
-    async fn list_attached_disks(&self, name: &VmName) -> Result<Vec<AttachedDisk>> {
-        let (paths, _) = self.load(name).await?;
-        if running_pid(&paths).is_none() {
-            return Ok(Vec::new());
-        }
-        Ok(read_attached(&paths).await)
     }
 }
 

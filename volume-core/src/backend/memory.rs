@@ -156,6 +156,7 @@ impl Backend for MemoryBackend {
                 online_resize: true,
                 snapshot: true,
                 clone: true,
+                clone_from_snapshot: true,
                 placement: !self.policies.is_empty(),
             },
         }

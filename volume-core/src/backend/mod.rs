@@ -51,8 +51,6 @@ pub mod rules;
 pub mod vsphere;
 #[cfg(feature = "vsphere")]
 mod vsphere_specs;
-#[cfg(feature = "vsphere")]
-mod vsphere_tasks;
 
 use std::fmt::Debug;
 
@@ -73,8 +71,10 @@ pub struct Capabilities {
     pub online_resize: bool,
     /// [`Backend::snapshot`] and [`Backend::snapshots`] work.
     pub snapshot: bool,
-    /// [`Backend::clone_volume`] works.
+    /// [`Backend::clone_volume`] works (from a volume).
     pub clone: bool,
+    /// [`Backend::clone_volume`] also works from a [`CloneSource::Snapshot`].
+    pub clone_from_snapshot: bool,
     /// [`Backend::place`] chooses a pool by policy.
     pub placement: bool,
 }

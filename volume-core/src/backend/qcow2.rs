@@ -2,7 +2,7 @@
 //!
 //! Images live in `<root>/images/<id>.qcow2` with a JSON sidecar each. Attaching hands the image
 //! to the node through a [`HotPlug`] the caller supplies: with the feature `qemu-hotplug`,
-//! [`QemuHotPlug`](super::qemu_hotplug::QemuHotPlug) hot-plugs it into running QEMU VMs through
+//! `qemu_hotplug::QemuHotPlug` hot-plugs it into running QEMU VMs through
 //! vmenv-core's `DiskHotplug` (QMP `blockdev-add` + `device_add` on a `pcie-root-port`). Without
 //! a VM, [`ImageHandoff`] hands the image file itself to the node under an exclusive lock.
 //!
@@ -259,6 +259,7 @@ impl Backend for Qcow2Backend {
                 online_resize: false,
                 snapshot: true,
                 clone: true,
+                clone_from_snapshot: true,
                 placement: false,
             },
         }

@@ -16,9 +16,12 @@
 //! - **unplug** detaches the disk whose image is the volume's; a VM that does not run has no
 //!   disk plugged (its QEMU process, and with it the image's write lock, is gone), so that is
 //!   success: a dead VM is force-detached by the orchestrator after it fenced the node.
-//! - **device**: the image path on the host, format qcow2. Inside the guest the disk is a new
-//!   virtio-blk device (`/dev/vd*`); vmenv-core sets no `serial=`, so the guest cannot yet find
-//!   it by the volume's id.
+//! - **device**: the path inside the guest, `/dev/disk/by-id/virtio-<serial>`, format raw (the
+//!   guest sees a plain block device; QEMU reads the qcow2). The disk is plugged with
+//!   `serial=<serial>` ([`guest_serial`]: the volume id's last 20 characters, since virtio-blk
+//!   reports at most 20 bytes and the ids the crate generates start with `vol-` and the
+//!   creation time, while their ends carry the process id and a counter), so a guest without
+//!   udev finds it too, by `/sys/block/*/serial`.
 //!
 //! ```no_run
 //! # async fn demo() -> volume_core::Result<()> {
@@ -45,6 +48,44 @@ use vmenv_core::{Hypervisor, VmName, VmState};
 use super::qcow2::{HotPlug, ImageHandoff};
 use crate::error::{BoxedSource, Error, Result};
 use crate::model::{Device, DeviceFormat, NodeId, VolumeId};
+
+/// The serial a volume's disk carries inside a VM: the id's last
+/// [`VIRTIO_BLK_SERIAL_MAX`](vmenv_core::qemu::VIRTIO_BLK_SERIAL_MAX) characters (all of it
+/// when shorter), with every character udev would not keep (anything but ASCII letters,
+/// digits, `-` and `_`) replaced by `_`.
+///
+/// ```
+/// use volume_core::backend::qemu_hotplug::{guest_device_path, guest_serial};
+/// use volume_core::VolumeId;
+/// let id = VolumeId::new("vol-187c2a9d4e5f6a7b-1f2e-3").unwrap();
+/// assert_eq!(guest_serial(&id), "c2a9d4e5f6a7b-1f2e-3");
+/// assert_eq!(guest_serial(&VolumeId::new("db.1").unwrap()), "db_1");
+/// assert_eq!(
+///     guest_device_path(&VolumeId::new("db.1").unwrap()).to_str(),
+///     Some("/dev/disk/by-id/virtio-db_1")
+/// );
+/// ```
+pub fn guest_serial(id: &VolumeId) -> String {
+    let s = id.as_str();
+    let max = vmenv_core::qemu::VIRTIO_BLK_SERIAL_MAX;
+    let tail: Vec<char> = s.chars().collect();
+    let start = tail.len().saturating_sub(max);
+    tail[start..]
+        .iter()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || *c == '-' || *c == '_' {
+                *c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Where a guest with udev finds the volume's disk: `/dev/disk/by-id/virtio-<serial>`.
+pub fn guest_device_path(id: &VolumeId) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/dev/disk/by-id/virtio-{}", guest_serial(id)))
+}
 
 /// Plugs qcow2 images into QEMU VMs; see the [module documentation](self).
 pub struct QemuHotPlug {
@@ -141,13 +182,13 @@ impl HotPlug for QemuHotPlug {
             .map_err(|e| hv_error("list hot-plugged disks", node, e))?;
         if !plugged.iter().any(|d| d.path == image) {
             disks
-                .attach_disk(vm, image)
+                .attach_disk_with_serial(vm, image, &guest_serial(volume))
                 .await
                 .map_err(|e| hv_error("hot-plug", node, e))?;
         }
         Ok(Device {
-            path: image.to_path_buf(),
-            format: DeviceFormat::Qcow2,
+            path: guest_device_path(volume),
+            format: DeviceFormat::Raw,
         })
     }
 

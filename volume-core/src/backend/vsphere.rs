@@ -7,7 +7,7 @@
 //! | pool | a datastore, by name (resolved once, through the client's finder) |
 //! | node | a VM: its moref value (`vm-42`), inventory path (`/DC0/vm/web-1`) or unique name |
 //! | create | `CreateDisk_Task`, thin, `keepAfterDeleteVm = true`, labels in the disk's metadata |
-//! | attach | `AttachDisk_Task`; where the server lacks it, `ReconfigVM_Task` adding the FCD's VMDK as an `independent_persistent` disk |
+//! | attach | [`AttachMode::Persistent`] (default): `AttachDisk_Task`; [`AttachMode::IndependentPersistent`], or a server without `AttachDisk_Task`: `ReconfigVM_Task` adding the FCD's VMDK (its `vDiskId`, no file operation) in the mode |
 //! | detach | `DetachDisk_Task`; where the server lacks it, `ReconfigVM_Task` removing the device (the file is kept) |
 //! | list | `ListVStorageObject` + `RetrieveVStorageObject`, attachments from every VM's `config.hardware.device` |
 //! | destroy | `DeleteVStorageObject_Task`, refused while attached |
@@ -19,7 +19,8 @@
 //!   device scan also learns every VM's name), the disk facts (name, datastore, file, size)
 //!   the first time a volume is seen, the `VStorageObjectManager` and a container view of the
 //!   VMs.
-//! - **Tasks end through one filter**: the backend's [`TaskWaiter`](self) holds one private
+//! - **Tasks end through one filter**: the backend's
+//!   [`TaskWaiter`] (vsphere-client's) holds one private
 //!   property collector with one filter on the end of every recent task, created at connect;
 //!   a task costs its call and two `WaitForUpdatesEx` (the task entering, then ending).
 //! - **Attachment bookkeeping, corrected by the server**: the instance remembers where each
@@ -50,8 +51,6 @@
 //!   them in the disk's metadata (`VCenterUpdateVStorageObjectMetadataEx_Task`, which
 //!   vsphere-sim serves and govmomi's vcsim 0.24.2 does not), shared by every host; such hosts
 //!   build their backends with [`FcdBackend::shared`];
-//! - `AttachDisk_Task` has no disk-mode parameter, so disks attached through it get the mode
-//!   vCenter chooses; only the `ReconfigVM_Task` path sets `independent_persistent`;
 //! - snapshots, clones and placement by policy are [`Error::Unsupported`].
 //!
 //! ```no_run
@@ -81,24 +80,25 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use tokio::sync::{Mutex as AsyncMutex, OnceCell};
 use vsphere_client::Error as ClientError;
-use vsphere_client::client::{Client, RetrieveSpec, backing_file, fcd_id, view_filter};
-use vsphere_client::codec::{ManagedObjectReference, Poly};
+use vsphere_client::client::{Client, RetrieveSpec, TaskWaiter, backing_file, fcd_id, view_filter};
+use vsphere_client::codec::{ManagedObjectReference, Poly, VimEnum};
 use vsphere_client::mo::{SearchIndex, VcenterVStorageObjectManager, ViewManager, VirtualMachine};
 use vsphere_client::rpc::{Call, PendingTask};
 use vsphere_client::types::{
-    ID, KeyValue, VStorageObject, VslmCreateSpec, VslmCreateSpecBackingSpec,
-    VslmCreateSpecDiskFileBackingSpec,
+    ID, KeyValue, VStorageObject, VirtualMachineConnectionState, VirtualMachinePowerState,
+    VslmCloneSpec, VslmCreateSpec, VslmCreateSpecBackingSpec, VslmCreateSpecDiskFileBackingSpec,
+    VslmMigrateSpec,
 };
 
 use super::rules::{self, AttachDecision, CreateDecision, DetachDecision};
 use super::vsphere_specs::{self as specs, DiskDevice, VmDevices};
-use super::vsphere_tasks::TaskWaiter;
-use super::{Backend, BackendInfo, Capabilities};
+use super::{Backend, BackendInfo, Capabilities, CloneSource, Snapshot};
 use crate::error::{BoxedSource, Error, Result};
 use crate::model::{
     Allocation, Device, DeviceFormat, Epoch, Generation, Labels, NodeId, PoolId, Volume, VolumeId,
     VolumeName, VolumeSpec,
 };
+use crate::orchestrator::{Liveness, NodeLiveness};
 
 const MIB: u64 = 1 << 20;
 /// The metadata key prefix under which labels are stored on the disk.
@@ -106,6 +106,90 @@ const LABEL_PREFIX: &str = "volume-core.label.";
 /// The metadata key holding the size the creator asked for (rounded up), so that `create` with
 /// the original spec stays idempotent after a resize grew the disk.
 const REQUESTED_KEY: &str = "volume-core.requested-bytes";
+
+/// The disk mode a volume is attached in.
+///
+/// `AttachDisk_Task` takes no disk mode (vCenter gives the disk the mode it chooses,
+/// `persistent` on vsphere-sim), so [`AttachMode::IndependentPersistent`] attaches with
+/// `ReconfigVM_Task` instead: a `VirtualDisk` device whose backing is the First Class Disk's own
+/// VMDK (no file operation) with `diskMode = independent_persistent`, named by its `vDiskId`.
+/// That is still one task per attach (a move stays at two), but, because a reconfiguration
+/// is not refused when another VM has the file, the attach first reads every VM's devices
+/// (one more round trip: 7 per move instead of 6). Independent disks are skipped by VM
+/// snapshots, as vDVS did for its volumes. Detach is `DetachDisk_Task` in both modes.
+///
+/// ```
+/// use volume_core::backend::vsphere::AttachMode;
+/// assert_eq!(AttachMode::default(), AttachMode::Persistent);
+/// assert_eq!(AttachMode::IndependentPersistent.disk_mode(), "independent_persistent");
+/// assert_eq!(AttachMode::from_disk_mode("persistent"), Some(AttachMode::Persistent));
+/// assert_eq!(AttachMode::from_disk_mode("nonpersistent"), None);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AttachMode {
+    /// `persistent` (through `AttachDisk_Task`): the disk takes part in VM snapshots.
+    #[default]
+    Persistent,
+    /// `independent_persistent` (through `ReconfigVM_Task`): VM snapshots skip the disk.
+    IndependentPersistent,
+}
+
+impl AttachMode {
+    /// The `VirtualDiskMode` string of the mode.
+    pub fn disk_mode(self) -> &'static str {
+        match self {
+            AttachMode::Persistent => "persistent",
+            AttachMode::IndependentPersistent => "independent_persistent",
+        }
+    }
+
+    /// The mode of a `VirtualDiskMode` string, if it is one of these.
+    pub fn from_disk_mode(mode: &str) -> Option<Self> {
+        match mode {
+            "persistent" => Some(AttachMode::Persistent),
+            "independent_persistent" => Some(AttachMode::IndependentPersistent),
+            _ => None,
+        }
+    }
+}
+
+/// Node liveness from vSphere: a node is its VM, dead when powered off, orphaned,
+/// disconnected, inaccessible or deleted ([`FcdBackend::node_liveness`]). Give it to an
+/// orchestrator ([`Orchestrator::with_liveness`](crate::orchestrator::Orchestrator::with_liveness))
+/// so that a polite move takes a live lease from a VM that cannot be using the disk (and
+/// force-detaches it). A read that fails says nothing (`Unknown`, treated as alive).
+#[derive(Debug, Clone)]
+pub struct VmLiveness {
+    backend: Arc<FcdBackend>,
+}
+
+impl VmLiveness {
+    /// Liveness read through `backend` (its client and VM resolution).
+    pub fn new(backend: Arc<FcdBackend>) -> Self {
+        Self { backend }
+    }
+}
+
+#[async_trait]
+impl NodeLiveness for VmLiveness {
+    async fn liveness(&self, node: &NodeId) -> Liveness {
+        self.backend
+            .node_liveness(node)
+            .await
+            .unwrap_or(Liveness::Unknown)
+    }
+}
+
+/// The placement policy [`FcdBackend`] knows: the usable datastore with the most free space.
+pub const PLACE_FREE_SPACE: &str = "free-space";
+
+/// Whether a datastore takes new disks: accessible (unset counts as yes) and not in or
+/// entering maintenance mode (the vSphere backend rules: skip datastores in maintenance).
+fn datastore_usable(accessible: Option<bool>, maintenance: Option<&str>) -> bool {
+    accessible != Some(false)
+        && !matches!(maintenance, Some("inMaintenance" | "enteringMaintenance"))
+}
 
 /// Wraps a client error as [`Error::Remote`].
 fn remote(op: &'static str, e: ClientError) -> Error {
@@ -160,6 +244,12 @@ pub struct FcdBackend {
     pools: HashMap<PoolId, ManagedObjectReference>,
     allocation: Allocation,
     resize: bool,
+    /// FCD snapshots (`RetrieveSnapshotInfo` and friends) exist on the server.
+    snapshot: bool,
+    /// `CloneVStorageObject_Task` exists.
+    clone: bool,
+    /// `CreateDiskFromSnapshot_Task` exists.
+    clone_from_snapshot: bool,
     tasks: TaskWaiter,
     view: OnceCell<ManagedObjectReference>,
     /// Disk facts, by volume id (dropped when the server says the disk is gone).
@@ -181,6 +271,8 @@ pub struct FcdBackend {
     /// Other hosts attach and detach these disks too: attachments are always read from the
     /// server (see [`FcdBackend::shared`]).
     shared: bool,
+    /// The disk mode of attachments (see [`AttachMode`]).
+    mode: AttachMode,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -241,22 +333,66 @@ impl FcdBackend {
             pools.insert(p, ds.reference.clone());
         }
         let probe_ds = pools.values().next().cloned().expect("at least one pool");
-        let probe = manager
-            .extend_disk_task(
-                &*client,
-                &ID {
-                    id: "volume-core-capability-probe".to_owned(),
-                    ..ID::default()
-                },
-                &probe_ds,
-                1,
-            )
-            .await;
-        let resize = match probe {
-            Err(e) => !e.is_not_implemented(),
-            // A task for a disk that does not exist: it fails on its own; the method exists.
-            Ok(_) => true,
+        let probe_id = ID {
+            id: "volume-core-capability-probe".to_owned(),
+            ..ID::default()
         };
+        // Each probe names a disk that does not exist: a server that has the method answers
+        // with a fault about the disk (or starts a task that fails on its own); one without it
+        // answers `NotImplemented`/`MethodNotFound`.
+        let exists = |r: std::result::Result<(), ClientError>| match r {
+            Err(e) => !e.is_not_implemented(),
+            Ok(()) => true,
+        };
+        let resize = exists(
+            manager
+                .extend_disk_task(&*client, &probe_id, &probe_ds, 1)
+                .await
+                .map(drop),
+        );
+        // Snapshots count only where the server answers like vCenter (and vsphere-sim) for
+        // a disk that is not there, `NotFound`: govmomi's vcsim 0.24.2 answers
+        // `InvalidArgument`, and its RetrieveSnapshotInfo also fails so on disks it has.
+        let snapshot = match manager
+            .retrieve_snapshot_info(&*client, &probe_id, &probe_ds)
+            .await
+        {
+            Ok(_) => true,
+            Err(e) => e.is_fault("NotFound"),
+        };
+        let clone = exists(
+            manager
+                .clone_v_storage_object_task(
+                    &*client,
+                    &probe_id,
+                    &probe_ds,
+                    &VslmCloneSpec {
+                        name: "volume-core-capability-probe".to_owned(),
+                        ..VslmCloneSpec::default()
+                    },
+                )
+                .await
+                .map(drop),
+        );
+        let clone_from_snapshot = snapshot
+            && exists(
+                manager
+                    .create_disk_from_snapshot_task(
+                        &*client,
+                        &probe_id,
+                        &probe_ds,
+                        &probe_id,
+                        "volume-core-capability-probe",
+                        &[],
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                    )
+                    .await
+                    .map(drop),
+            );
         let tasks = TaskWaiter::new();
         tasks.prepare(&client).await;
         Ok(Self {
@@ -265,6 +401,9 @@ impl FcdBackend {
             pools,
             allocation: Allocation::new(MIB, MIB).expect("valid allocation"),
             resize,
+            snapshot,
+            clone,
+            clone_from_snapshot,
             tasks,
             view: OnceCell::new(),
             fcds: Mutex::default(),
@@ -279,6 +418,7 @@ impl FcdBackend {
             attach_disk_missing: AtomicBool::new(false),
             detach_disk_missing: AtomicBool::new(false),
             shared: false,
+            mode: AttachMode::default(),
         })
     }
 
@@ -291,6 +431,230 @@ impl FcdBackend {
     pub fn shared(mut self) -> Self {
         self.shared = true;
         self
+    }
+
+    /// Attaches volumes in `mode` from now on (see [`AttachMode`]; the default is
+    /// [`AttachMode::Persistent`]).
+    #[must_use]
+    pub fn with_attach_mode(mut self, mode: AttachMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The disk mode of attachments.
+    pub fn attach_mode(&self) -> AttachMode {
+        self.mode
+    }
+
+    /// Where the volume is attached and the disk mode the VM reports for it, read from every
+    /// VM's `config.hardware.device` now (the truth, not the bookkeeping); `None` when it is
+    /// attached nowhere. The mode is the raw `diskMode` string (see
+    /// [`AttachMode::from_disk_mode`]), empty when the server reports none.
+    pub async fn attachment(&self, id: &VolumeId) -> Result<Option<(NodeId, String)>> {
+        let f = self
+            .fcd(id)
+            .await?
+            .ok_or_else(|| Error::UnknownVolume { id: id.clone() })?;
+        let scan = self.scan().await?;
+        Ok(Self::holder_in(&scan, &f).map(|h| {
+            let mode = h.disk.and_then(|d| d.disk_mode).unwrap_or_default();
+            (self.node_of(&h.vm), mode)
+        }))
+    }
+
+    /// The node VM's liveness from vSphere: its `runtime.powerState` and
+    /// `runtime.connectionState` (one round trip), judged by
+    /// [`vm_liveness`](crate::liveness::vm_liveness); a VM that no longer exists (the server
+    /// answers `ManagedObjectNotFound`, or no VM has the node's name or path) is
+    /// [`Liveness::Dead`].
+    pub async fn node_liveness(&self, node: &NodeId) -> Result<Liveness> {
+        let vm = match self.resolve(node).await {
+            Ok(vm) => vm,
+            Err(Error::UnknownNode { .. }) => return Ok(Liveness::Dead),
+            Err(e) => return Err(e),
+        };
+        let p = match self
+            .client
+            .properties(&vm, &["runtime.powerState", "runtime.connectionState"])
+            .await
+        {
+            Ok(p) => p,
+            Err(e) if e.is_fault("ManagedObjectNotFound") => {
+                lock(&self.nodes).remove(node);
+                return Ok(Liveness::Dead);
+            }
+            Err(e) => return Err(remote("RetrievePropertiesEx(runtime)", e)),
+        };
+        let power = p.get::<VirtualMachinePowerState>("runtime.powerState");
+        let connection = p.get::<VirtualMachineConnectionState>("runtime.connectionState");
+        Ok(crate::liveness::vm_liveness(
+            power.as_ref().map(VimEnum::as_wire),
+            connection.as_ref().map(VimEnum::as_wire),
+        ))
+    }
+
+    /// Deletes the volume's snapshot `name` (`DeleteSnapshot_Task`); a missing snapshot is
+    /// success.
+    pub async fn delete_snapshot(&self, id: &VolumeId, name: &str) -> Result<()> {
+        Self::require(self.snapshot, "snapshots (the server has no FCD snapshots)")?;
+        let guard = keyed(&self.volume_locks, id);
+        let _g = guard.lock().await;
+        let Some(f) = self.fcd(id).await? else {
+            return Ok(());
+        };
+        for (snap_id, _) in self
+            .fcd_snapshots(&f)
+            .await?
+            .into_iter()
+            .filter(|(_, s)| s.name == name)
+        {
+            let call = self.manager.delete_snapshot_task(
+                &*self.client,
+                &Self::id_of(id),
+                &f.datastore,
+                &snap_id,
+            );
+            match self.run(call).await {
+                Ok(()) => {}
+                Err(e) if e.is_fault("NotFound") => {}
+                Err(e) => return Err(self.task_error(e, "DeleteSnapshot_Task", id).await),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reverts a detached volume to its snapshot `name` (`RevertVStorageObject_Task`):
+    /// [`Error::UnknownSnapshot`] when it has none of that name; a server without the method
+    /// is [`Error::Unsupported`].
+    pub async fn revert_snapshot(&self, id: &VolumeId, name: &str, epoch: Epoch) -> Result<()> {
+        Self::require(self.snapshot, "snapshots (the server has no FCD snapshots)")?;
+        let guard = keyed(&self.volume_locks, id);
+        let _g = guard.lock().await;
+        let f = self
+            .fcd(id)
+            .await?
+            .ok_or_else(|| Error::UnknownVolume { id: id.clone() })?;
+        let (v, _) = self.current(&f, true).await?;
+        if epoch < v.epoch {
+            return Err(Error::StaleEpoch {
+                id: id.clone(),
+                presented: epoch,
+                current: v.epoch,
+            });
+        }
+        if let Some(node) = v.attached_to {
+            return Err(Error::AttachedElsewhere {
+                id: id.clone(),
+                node,
+            });
+        }
+        let (snap_id, _) = self
+            .fcd_snapshots(&f)
+            .await?
+            .into_iter()
+            .find(|(_, s)| s.name == name)
+            .ok_or_else(|| Error::UnknownSnapshot {
+                id: id.clone(),
+                snapshot: name.to_owned(),
+            })?;
+        let call = self.manager.revert_v_storage_object_task(
+            &*self.client,
+            &Self::id_of(id),
+            &f.datastore,
+            &snap_id,
+        );
+        match self.run(call).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_not_implemented() => Err(Error::Unsupported {
+                feature: "reverting a First Class Disk (the server has no RevertVStorageObject_Task)",
+            }),
+            Err(e) => Err(self.task_error(e, "RevertVStorageObject_Task", id).await),
+        }
+    }
+
+    fn require(has: bool, feature: &'static str) -> Result<()> {
+        if has {
+            Ok(())
+        } else {
+            Err(Error::Unsupported { feature })
+        }
+    }
+
+    fn snapshot_of(f: &Fcd, name: &str) -> Snapshot {
+        Snapshot {
+            volume: f.id.clone(),
+            name: name.to_owned(),
+            size_bytes: (f.capacity_mb.max(0) as u64) * MIB,
+        }
+    }
+
+    /// The disk's snapshots (`RetrieveSnapshotInfo`): their ids and, named by their
+    /// descriptions, as [`Snapshot`]s.
+    async fn fcd_snapshots(&self, f: &Fcd) -> Result<Vec<(ID, Snapshot)>> {
+        let info = self
+            .manager
+            .retrieve_snapshot_info(&*self.client, &Self::id_of(&f.id), &f.datastore)
+            .await;
+        let info = match info {
+            Ok(i) => i,
+            Err(e) => return Err(self.task_error(e, "RetrieveSnapshotInfo", &f.id).await),
+        };
+        Ok(info
+            .snapshots
+            .into_iter()
+            .filter_map(|s| {
+                let id = s.id?.into_inner();
+                Some((id, Self::snapshot_of(f, &s.description)))
+            })
+            .collect())
+    }
+
+    /// The First Class Disk named `name` on `ds`, if any.
+    async fn named(
+        &self,
+        pool: &PoolId,
+        ds: &ManagedObjectReference,
+        name: &VolumeName,
+    ) -> Result<Option<Fcd>> {
+        let ids = self
+            .manager
+            .list_v_storage_object(&*self.client, ds)
+            .await
+            .map_err(|e| remote("ListVStorageObject", e))?;
+        for id in ids {
+            let Ok(vid) = VolumeId::new(id.id) else {
+                continue;
+            };
+            let known = lock(&self.fcds).get(&vid).cloned();
+            let f = match known {
+                Some(f) => Some(f),
+                None => self.retrieve_on(pool, ds, &vid).await?,
+            };
+            if let Some(f) = f
+                && &f.name == name
+            {
+                lock(&self.fcds).insert(f.id.clone(), f.clone());
+                return Ok(Some(f));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The creation metadata of a volume: its labels and the creator's rounded size.
+    fn metadata(spec: &VolumeSpec, requested: u64) -> Vec<KeyValue> {
+        spec.labels
+            .iter()
+            .map(|(k, v)| KeyValue {
+                key: format!("{LABEL_PREFIX}{k}"),
+                value: v.to_owned(),
+                ..KeyValue::default()
+            })
+            .chain((requested > 0).then(|| KeyValue {
+                key: REQUESTED_KEY.to_owned(),
+                value: requested.to_string(),
+                ..KeyValue::default()
+            }))
+            .collect()
     }
 
     /// The client this backend speaks through.
@@ -620,7 +984,8 @@ impl FcdBackend {
     /// Attaches the disk to `vm`; `Ok(())` also when it turns out to be there already.
     async fn attach_disk(&self, f: &Fcd, vm: &ManagedObjectReference) -> Result<()> {
         let machine = VirtualMachine::from_reference(vm.clone());
-        if !self.attach_disk_missing.load(Ordering::Relaxed) {
+        if self.mode == AttachMode::Persistent && !self.attach_disk_missing.load(Ordering::Relaxed)
+        {
             let call = machine.attach_disk_task(
                 &*self.client,
                 &Self::id_of(&f.id),
@@ -646,9 +1011,9 @@ impl FcdBackend {
                 Err(e) => return Err(self.task_error(e, "AttachDisk_Task", &f.id).await),
             }
         }
-        // The server has no AttachDisk_Task (vcsim 0.24.2) and does not refuse a disk file that
-        // another VM uses: read every VM's devices (safety and a free SCSI unit), then add the
-        // FCD's VMDK by reconfiguring the VM.
+        // An independent-persistent attach, or a server without AttachDisk_Task (vcsim 0.24.2):
+        // a reconfiguration is not refused when another VM uses the disk's file, so read every
+        // VM's devices (safety and a free SCSI unit), then add the FCD's VMDK in the mode.
         let scan = self.scan().await?;
         match Self::holder_in(&scan, f) {
             Some(h) if &h.vm == vm => return Ok(()),
@@ -667,11 +1032,12 @@ impl FcdBackend {
                 node: self.node_of(vm),
                 reason: "the VM vanished during the attach".to_owned(),
             })?;
-        let (ctrl, unit) = devices.free_unit().ok_or_else(|| Error::InUse {
+        let (ctrl, unit) = devices.free_unit.ok_or_else(|| Error::InUse {
             id: f.id.clone(),
             reason: "the VM has no SCSI controller with a free unit",
         })?;
         let spec = specs::add_disk_spec(
+            self.mode.disk_mode(),
             f.id.as_str(),
             &f.file,
             &f.datastore,
@@ -684,8 +1050,15 @@ impl FcdBackend {
             .await
         {
             Ok(()) => {
-                // The device key is the server's: the next scan learns it.
-                lock(&self.attachments).remove(&f.id);
+                // The device key is the server's: a detach through DetachDisk_Task needs only
+                // the VM; the ReconfigVM_Task fallback scans for the key when it needs it.
+                self.set_holder(
+                    &f.id,
+                    Some(Holder {
+                        vm: vm.clone(),
+                        disk: None,
+                    }),
+                );
                 Ok(())
             }
             Err(e) => Err(self.task_error(e, "ReconfigVM_Task(add disk)", &f.id).await),
@@ -772,9 +1145,10 @@ impl Backend for FcdBackend {
             capabilities: Capabilities {
                 resize: self.resize,
                 online_resize: false,
-                snapshot: false,
-                clone: false,
-                placement: false,
+                snapshot: self.snapshot,
+                clone: self.clone,
+                clone_from_snapshot: self.clone_from_snapshot,
+                placement: true,
             },
         }
     }
@@ -1062,6 +1436,15 @@ impl Backend for FcdBackend {
             return Ok(v.expect("decide_resize refuses a missing volume"));
         };
         let mut f = f.expect("decide_resize refuses a missing volume");
+        if self.snapshot {
+            let count = self.fcd_snapshots(&f).await?.len();
+            if count > 0 {
+                return Err(Error::HasSnapshots {
+                    id: id.clone(),
+                    count,
+                });
+            }
+        }
         let call = self.manager.extend_disk_task(
             &*self.client,
             &Self::id_of(id),
@@ -1077,5 +1460,249 @@ impl Backend for FcdBackend {
         rules::apply_resize(v, want, epoch);
         self.record(v);
         Ok(v.clone())
+    }
+
+    async fn snapshot(&self, id: &VolumeId, name: &str) -> Result<Snapshot> {
+        Self::require(self.snapshot, "snapshots (the server has no FCD snapshots)")?;
+        if name.is_empty() {
+            return Err(Error::invalid("snapshot name", "must not be empty"));
+        }
+        let guard = keyed(&self.volume_locks, id);
+        let _g = guard.lock().await;
+        let f = self
+            .fcd(id)
+            .await?
+            .ok_or_else(|| Error::UnknownVolume { id: id.clone() })?;
+        if let Some((_, s)) = self
+            .fcd_snapshots(&f)
+            .await?
+            .into_iter()
+            .find(|(_, s)| s.name == name)
+        {
+            return Ok(s);
+        }
+        let call = self.manager.v_storage_object_create_snapshot_task(
+            &*self.client,
+            &Self::id_of(id),
+            &f.datastore,
+            name,
+        );
+        if let Err(e) = self.run(call).await {
+            return Err(self
+                .task_error(e, "VStorageObjectCreateSnapshot_Task", id)
+                .await);
+        }
+        Ok(Self::snapshot_of(&f, name))
+    }
+
+    async fn snapshots(&self, id: &VolumeId) -> Result<Vec<Snapshot>> {
+        Self::require(self.snapshot, "snapshots (the server has no FCD snapshots)")?;
+        let f = self
+            .fcd(id)
+            .await?
+            .ok_or_else(|| Error::UnknownVolume { id: id.clone() })?;
+        Ok(self
+            .fcd_snapshots(&f)
+            .await?
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect())
+    }
+
+    async fn clone_volume(&self, source: &CloneSource, spec: &VolumeSpec) -> Result<Volume> {
+        Self::require(
+            self.clone,
+            "clones (the server has no CloneVStorageObject_Task)",
+        )?;
+        let (src_id, snapshot) = match source {
+            CloneSource::Volume(id) => (id, None),
+            CloneSource::Snapshot { volume, name } => {
+                Self::require(
+                    self.clone_from_snapshot,
+                    "clones from snapshots (the server has no CreateDiskFromSnapshot_Task)",
+                )?;
+                (volume, Some(name))
+            }
+        };
+        let ds = self
+            .pools
+            .get(&spec.pool)
+            .cloned()
+            .ok_or_else(|| Error::UnknownPool {
+                pool: spec.pool.clone(),
+            })?;
+        let src = self
+            .fcd(src_id)
+            .await?
+            .ok_or_else(|| Error::UnknownVolume { id: src_id.clone() })?;
+        let want = self.allocation.round_up(spec.size_bytes)?;
+        if want > (src.capacity_mb.max(0) as u64) * MIB {
+            return Err(Error::invalid(
+                "size",
+                format!("a clone has its source's size; {want} bytes is larger: resize the clone"),
+            ));
+        }
+        let _serial = self.create_lock.lock().await;
+        // Idempotent by name, as create: a volume of this name in the pool is the clone.
+        if let Some(existing) = self.named(&spec.pool, &ds, &spec.name).await? {
+            return Ok(self.current(&existing, false).await?.0);
+        }
+        let target = VslmCreateSpecBackingSpec {
+            datastore: ds.clone(),
+            ..VslmCreateSpecBackingSpec::default()
+        };
+        let o = match snapshot {
+            None => {
+                let clone = VslmCloneSpec {
+                    vslm_migrate_spec: VslmMigrateSpec {
+                        backing_spec: Some(Poly::new(target)),
+                        ..VslmMigrateSpec::default()
+                    },
+                    name: spec.name.as_str().to_owned(),
+                    keep_after_delete_vm: Some(true),
+                    metadata: Self::metadata(spec, 0),
+                };
+                let call = self.manager.clone_v_storage_object_task(
+                    &*self.client,
+                    &Self::id_of(src_id),
+                    &src.datastore,
+                    &clone,
+                );
+                self.run(call).await
+            }
+            Some(name) => {
+                let (snap_id, _) = self
+                    .fcd_snapshots(&src)
+                    .await?
+                    .into_iter()
+                    .find(|(_, s)| &s.name == name)
+                    .ok_or_else(|| Error::UnknownSnapshot {
+                        id: src_id.clone(),
+                        snapshot: name.clone(),
+                    })?;
+                let call = self.manager.create_disk_from_snapshot_task(
+                    &*self.client,
+                    &Self::id_of(src_id),
+                    &src.datastore,
+                    &snap_id,
+                    spec.name.as_str(),
+                    &[],
+                    None,
+                    None,
+                    None,
+                    None,
+                    Some(&ds),
+                );
+                self.run(call).await
+            }
+        };
+        let o = match o {
+            Ok(o) => o,
+            Err(e) if e.is_fault("InsufficientDiskSpace") || e.is_fault("OutOfBounds") => {
+                return Err(Error::CapacityExhausted {
+                    pool: spec.pool.clone(),
+                    requested: (src.capacity_mb.max(0) as u64) * MIB,
+                    available: 0,
+                });
+            }
+            Err(e) => return Err(self.task_error(e, "CloneVStorageObject_Task", src_id).await),
+        };
+        let mut f = Self::fcd_from(&spec.pool, &ds, &o).ok_or_else(|| Error::Corrupt {
+            what: "clone result".to_owned(),
+            reason: "no usable id or name".to_owned(),
+        })?;
+        if f.labels.is_none() {
+            f.labels = Some(spec.labels.clone());
+        }
+        lock(&self.fcds).insert(f.id.clone(), f.clone());
+        self.set_holder(&f.id, None);
+        let v = self.volume(&f, None);
+        self.record(&v);
+        Ok(v)
+    }
+
+    /// Placement by policy over the backend's datastores. Policies: `free-space` (the
+    /// accessible datastore, not in or entering maintenance mode, with the most free space
+    /// that fits `size_bytes`). Any other policy is [`Error::InvalidArgument`]; none that fits is
+    /// [`Error::CapacityExhausted`]. One round trip per datastore.
+    async fn place(&self, policy: &str, size_bytes: u64) -> Result<PoolId> {
+        if policy != PLACE_FREE_SPACE {
+            return Err(Error::invalid(
+                "placement policy",
+                format!("{policy:?} is not one of: {PLACE_FREE_SPACE}"),
+            ));
+        }
+        let want = self.allocation.round_up(size_bytes)?;
+        let mut best: Option<(u64, PoolId)> = None;
+        let mut largest = 0;
+        for (pool, ds) in &self.pools {
+            let p = self
+                .client
+                .properties(
+                    ds,
+                    &[
+                        "summary.freeSpace",
+                        "summary.accessible",
+                        "summary.maintenanceMode",
+                    ],
+                )
+                .await
+                .map_err(|e| remote("RetrievePropertiesEx(datastore summary)", e))?;
+            let free = p
+                .get::<i64>("summary.freeSpace")
+                .map_or(0, |f| u64::try_from(f).unwrap_or(0));
+            let usable = datastore_usable(
+                p.get::<bool>("summary.accessible"),
+                p.get::<String>("summary.maintenanceMode").as_deref(),
+            );
+            if !usable {
+                continue;
+            }
+            largest = largest.max(free);
+            if free >= want && best.as_ref().is_none_or(|(b, _)| free > *b) {
+                best = Some((free, pool.clone()));
+            }
+        }
+        best.map(|(_, p)| p)
+            .ok_or_else(|| Error::CapacityExhausted {
+                pool: PoolId::new(PLACE_FREE_SPACE).expect("valid pool id"),
+                requested: want,
+                available: largest,
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_skips_inaccessible_datastores_and_those_in_maintenance() {
+        assert!(datastore_usable(Some(true), Some("normal")));
+        assert!(datastore_usable(None, None), "unset facts do not exclude");
+        assert!(!datastore_usable(Some(false), Some("normal")));
+        assert!(!datastore_usable(Some(true), Some("inMaintenance")));
+        assert!(!datastore_usable(Some(true), Some("enteringMaintenance")));
+    }
+
+    #[test]
+    fn labels_and_the_requested_size_become_creation_metadata() {
+        let mut spec =
+            VolumeSpec::new(VolumeName::new("v").unwrap(), PoolId::new("ds").unwrap(), 1);
+        spec.labels.insert("app", "db".to_owned()).unwrap();
+        let m = FcdBackend::metadata(&spec, 1 << 20);
+        assert!(
+            m.iter()
+                .any(|kv| kv.key == "volume-core.label.app" && kv.value == "db")
+        );
+        assert!(
+            m.iter()
+                .any(|kv| kv.key == REQUESTED_KEY && kv.value == "1048576")
+        );
+        assert_eq!(
+            FcdBackend::metadata(&spec, 0).len(),
+            1,
+            "no size when none is known"
+        );
     }
 }

@@ -57,7 +57,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::sync::Mutex as AsyncMutex;
 use vsphere_client::Error as ClientError;
-use vsphere_client::client::Client;
+use vsphere_client::client::{Client, TaskWaiter};
 use vsphere_client::codec::ManagedObjectReference;
 use vsphere_client::mo::VcenterVStorageObjectManager;
 use vsphere_client::types::{ID, KeyValue};
@@ -204,6 +204,9 @@ pub struct VcenterStore {
     local: Arc<dyn Store>,
     writer: String,
     locks: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
+    /// One task filter for every metadata update (a write costs its call and the shared
+    /// waits, not a private collector per task).
+    tasks: TaskWaiter,
 }
 
 impl Debug for VcenterStore {
@@ -243,6 +246,10 @@ impl VcenterStore {
         if datastores.is_empty() {
             return Err(Error::invalid("pools", "name at least one datastore"));
         }
+        // The task filter is made now: a collector made while a task runs reports that task
+        // in its initial report, which the waiter skips.
+        let tasks = TaskWaiter::new();
+        tasks.prepare(&client).await;
         Ok(Self {
             client,
             manager,
@@ -251,6 +258,7 @@ impl VcenterStore {
             local,
             writer: VolumeId::generate().to_string(),
             locks: Mutex::default(),
+            tasks,
         })
     }
 
@@ -363,8 +371,8 @@ impl VcenterStore {
                     remote("VCenterUpdateVStorageObjectMetadataEx_Task", e)
                 }
             })?;
-        self.client
-            .wait_task(task)
+        self.tasks
+            .wait(&self.client, task)
             .await
             .map(drop)
             .map_err(|e| remote("VCenterUpdateVStorageObjectMetadataEx_Task", e))

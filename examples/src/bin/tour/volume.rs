@@ -3,74 +3,17 @@
 //! interrupted by a crash is finished by a restarted orchestrator.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use volume_core::backend::Backend;
 use volume_core::backend::vsphere::FcdBackend;
+use volume_core::demo::{CountingTransport, MoveReport, move_and_report};
 use volume_core::journal::RedbStore;
 use volume_core::orchestrator::{CrashAt, MovePolicy, Orchestrator};
 use volume_core::{NodeId, PoolId, VolumeName, VolumeSpec};
-use vsphere_client::client::{
-    Client, ConnectOptions, HttpResponse, HttpTransport, SoapRequest, Transport,
-};
-use vsphere_client::rpc::BoxFuture;
+use vsphere_client::client::{Client, ConnectOptions};
 
 use crate::{ChapterResult, Outcome};
-
-/// Counts SOAP round trips and the `*_Task` calls among them.
-#[derive(Debug)]
-struct Counter {
-    inner: HttpTransport,
-    trips: AtomicU64,
-    tasks: AtomicU64,
-}
-
-/// The method a SOAP request envelope calls: the first element inside `Body`.
-fn soap_method(body: &str) -> &str {
-    let Some(i) = body.find("Body>") else {
-        return "";
-    };
-    let rest = &body[i + 5..];
-    let Some(start) = rest.find('<') else {
-        return "";
-    };
-    let name = &rest[start + 1..];
-    let end = name.find([' ', '>', '/']).unwrap_or(name.len());
-    let name = &name[..end];
-    name.rsplit(':').next().unwrap_or(name)
-}
-
-impl Counter {
-    fn take(&self) -> (u64, u64) {
-        (
-            self.trips.swap(0, Ordering::SeqCst),
-            self.tasks.swap(0, Ordering::SeqCst),
-        )
-    }
-}
-
-impl Transport for Counter {
-    fn post_soap<'a>(
-        &'a self,
-        request: SoapRequest<'a>,
-    ) -> BoxFuture<'a, Result<HttpResponse, vsphere_client::Error>> {
-        self.trips.fetch_add(1, Ordering::SeqCst);
-        if soap_method(&request.body).ends_with("_Task") {
-            self.tasks.fetch_add(1, Ordering::SeqCst);
-        }
-        self.inner.post_soap(request)
-    }
-
-    fn get<'a>(
-        &'a self,
-        url: &'a url::Url,
-        timeout: std::time::Duration,
-    ) -> BoxFuture<'a, Result<HttpResponse, vsphere_client::Error>> {
-        self.trips.fetch_add(1, Ordering::SeqCst);
-        self.inner.get(url, timeout)
-    }
-}
 
 /// Tells this chapter's story.
 pub(crate) fn run() -> ChapterResult {
@@ -82,23 +25,32 @@ pub(crate) fn run() -> ChapterResult {
     rt.block_on(story())
 }
 
-fn show(step: &str, t: Instant, counter: &Counter, detail: &str) {
+fn show(step: &str, t: Instant, counter: &CountingTransport, detail: &str) {
     let (trips, tasks) = counter.take();
-    println!(
-        "   {step:<18} {:>7.1} ms  {trips:>2} vCenter round trips, {tasks} task{}  {detail}",
+    line(
+        step,
         t.elapsed().as_secs_f64() * 1000.0,
+        trips,
+        tasks,
+        detail,
+    );
+}
+
+fn line(step: &str, ms: f64, trips: u64, tasks: u64, detail: &str) {
+    println!(
+        "   {step:<18} {ms:>7.1} ms  {trips:>2} vCenter round trips, {tasks} task{}  {detail}",
         if tasks == 1 { "" } else { "s" }
     );
+}
+
+fn show_move(step: &str, r: &MoveReport, detail: &str) {
+    line(step, r.ms, r.round_trips, r.tasks, detail);
 }
 
 async fn story() -> ChapterResult {
     let sim = vsphere_sim::Simulator::builder().start().await?;
     let options = ConnectOptions::new(&sim.url_with_credentials())?;
-    let counter = Arc::new(Counter {
-        inner: HttpTransport::new(options.tls())?,
-        trips: AtomicU64::new(0),
-        tasks: AtomicU64::new(0),
-    });
+    let counter = Arc::new(CountingTransport::new(&options)?);
     let client = Arc::new(Client::connect_with(options, counter.clone()).await?);
     let pool = PoolId::new("LocalDS_0")?;
     let backend = Arc::new(FcdBackend::connect(client.clone(), [pool.clone()]).await?);
@@ -131,13 +83,11 @@ async fn story() -> ChapterResult {
     );
 
     let orch = Orchestrator::new(backend.clone(), Arc::new(RedbStore::open(&journal)?));
-    let t = Instant::now();
-    let lease = orch.move_volume(&v.id, &vm_a, MovePolicy::Polite).await?;
-    show(
+    let r = move_and_report(&orch, &v.id, &vm_a, MovePolicy::Polite, Some(&counter)).await?;
+    show_move(
         "attach to VM A",
-        t,
-        &counter,
-        &format!("lease for {vm_a} at epoch {}", lease.epoch),
+        &r,
+        &format!("lease for {vm_a} at epoch {}", r.lease.epoch),
     );
 
     // The label goes into the disk's own metadata, so it travels with the disk.
@@ -160,13 +110,15 @@ async fn story() -> ChapterResult {
     orch.release(&v.id, &vm_a).await?;
     counter.take();
 
-    let t = Instant::now();
-    let lease = orch.move_volume(&v.id, &vm_b, MovePolicy::Polite).await?;
-    show(
+    let r = move_and_report(&orch, &v.id, &vm_b, MovePolicy::Polite, Some(&counter)).await?;
+    show_move(
         "move to VM B",
-        t,
-        &counter,
-        &format!("detach, attach; lease for {vm_b} at epoch {}", lease.epoch),
+        &r,
+        &format!(
+            "{}; lease for {vm_b} at epoch {}",
+            r.methods.join(" "),
+            r.lease.epoch
+        ),
     );
 
     let t = Instant::now();
