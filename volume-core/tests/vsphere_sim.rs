@@ -479,11 +479,12 @@ async fn fcd_capabilities_snapshots_clones_placement_and_no_growth_with_snapshot
         Err(Error::UnknownSnapshot { .. }) => {}
         other => panic!("expected UnknownSnapshot, got {other:?}"),
     }
-    // vsphere-sim has no RevertVStorageObject_Task: a typed Unsupported.
-    match b.revert_snapshot(&v.id, "second", Epoch(1)).await {
-        Err(Error::Unsupported { .. }) => {}
-        other => panic!("expected Unsupported, got {other:?}"),
-    }
+    // Reverting to the newest snapshot keeps both snapshots and the volume as it was.
+    b.revert_snapshot(&v.id, "second", Epoch(1)).await.unwrap();
+    assert_eq!(b.snapshots(&v.id).await.unwrap().len(), 2);
+    let reverted = b.get(&v.id).await.unwrap().unwrap();
+    assert_eq!(reverted.size_bytes, 2 << 20);
+    assert_eq!(reverted.attached_to, None);
     match b
         .clone_volume(
             &CloneSource::Snapshot {
