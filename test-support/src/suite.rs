@@ -722,6 +722,35 @@ pub async fn owned_views_disk_details_shared_task_waits_and_fcd_progress<S: Serv
         VirtualMachinePowerState::PoweredOff
     );
 
+    // A task that ended before a new waiter made its collector is found in the filter's
+    // initial report, not after a whole wait slice (20 s; the timeout is a hang guard).
+    let early = vm
+        .mo()
+        .power_on_vm_task(&*client, None)
+        .await
+        .expect("PowerOnVM_Task");
+    loop {
+        let p = client
+            .properties(early.task().reference(), &["info.state"])
+            .await
+            .expect("the task's state");
+        if p.get::<TaskInfoState>("info.state") == Some(TaskInfoState::Success) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        TaskWaiter::new().wait(&client, early),
+    )
+    .await
+    .expect("an ended task is seen in the initial report")
+    .expect("PowerOnVM_Task succeeded");
+    assert_eq!(
+        vm.power_state().await.expect("power state"),
+        VirtualMachinePowerState::PoweredOn
+    );
+
     // FCD create reports its task's progress; bad input is refused before any call.
     let ds = finder
         .datastore(Some("LocalDS_0"))

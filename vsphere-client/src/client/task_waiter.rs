@@ -170,7 +170,10 @@ impl TaskWaiter {
         let mut state = self.state.lock().await;
         if matches!(*state, State::Fresh) {
             *state = match start(client).await {
-                Ok(c) => State::Ready(c),
+                Ok((c, initial)) => {
+                    self.remember(initial);
+                    State::Ready(c)
+                }
                 Err(e) if e.is_not_implemented() => State::Unsupported,
                 Err(_) => State::Fresh,
             };
@@ -211,7 +214,12 @@ impl TaskWaiter {
             }
             match &mut *state {
                 State::Fresh => match start(client).await {
-                    Ok(c) => *state = State::Ready(c),
+                    // The initial report lists the tasks that had already ended, perhaps
+                    // this one: remembered, so it is not waited for a whole slice.
+                    Ok((c, initial)) => {
+                        self.remember(initial);
+                        *state = State::Ready(c);
+                    }
                     Err(e) if e.is_not_implemented() => *state = State::Unsupported,
                     Err(_) => {
                         drop(state);
@@ -275,8 +283,9 @@ async fn read_outcome(
     })
 }
 
-/// A collector with the end filter, past its initial report (which lists every recent task).
-async fn start(client: &Client) -> Result<Collector, Error> {
+/// A collector with the end filter, past its initial report (which lists every recent task),
+/// and the tasks that report shows as finished.
+async fn start(client: &Client) -> Result<(Collector, Vec<(String, Outcome)>), Error> {
     let task_manager = client
         .service_content()
         .task_manager
@@ -288,8 +297,8 @@ async fn start(client: &Client) -> Result<Collector, Error> {
     collector
         .create_filter(&task_end_filter(&task_manager), false)
         .await?;
-    collector.wait(Duration::ZERO).await?;
-    Ok(collector)
+    let initial = collector.wait(Duration::ZERO).await?;
+    Ok((collector, initial.map(finished_in).unwrap_or_default()))
 }
 
 #[cfg(test)]
