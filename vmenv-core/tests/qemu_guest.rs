@@ -6,7 +6,7 @@
 //! a clone, and the environment file's `up` / `up` again / `status` / `down` around it all.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,41 +17,7 @@ use vmenv_core::{
     VmName, VmSpec, VmState,
 };
 
-fn guest_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/vmenv-guest")
-}
-
-/// A short root under /tmp: QMP socket paths must fit in 107 bytes.
-fn scratch(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("vmenv-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Kills every QEMU started under a root if the test fails half-way, so that no VM outlives
-/// the test, and removes the root.
-struct Cleanup(PathBuf);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if let Ok(dirs) = std::fs::read_dir(self.0.join("vms")) {
-            for dir in dirs.flatten() {
-                let Ok(pid) = std::fs::read_to_string(dir.path().join("qemu.pid")) else {
-                    continue;
-                };
-                let pid = pid.trim();
-                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                if String::from_utf8_lossy(&cmdline).contains("qemu-system") {
-                    let _ = std::process::Command::new("kill")
-                        .args(["-KILL", pid])
-                        .status();
-                }
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use test_support::vmenv::{Cleanup, guest_dir, scratch};
 
 async fn sh(hv: &QemuHypervisor, vm: &VmName, cmd: &str) -> String {
     let out = hv
@@ -98,7 +64,7 @@ async fn one_boot_of_the_test_guest_checks_everything_for_real() {
     );
     let template = Template::test_guest(&guest_dir()).await.unwrap();
     let root = scratch("it");
-    let _cleanup = Cleanup(root.clone());
+    let _cleanup = Cleanup::new(&root, root.join("vms"));
     let share = root.join("share");
     std::fs::create_dir_all(&share).unwrap();
     let hv = QemuHypervisor::new(QemuConfig::new(&root).with_template(template));
