@@ -1,5 +1,5 @@
 //! The client's interop suite, one set of checks for every server: govmomi's vcsim
-//! (`vsphere-client/tests/interop_vcsim.rs`) and the SDK's `vsphere-sim`
+//! (`test-support/tests/interop_vcsim.rs`) and the SDK's `vsphere-sim`
 //! (`vsphere-sim/tests/client_suite.rs`) are thin callers of [`crate::client_suite!`].
 //!
 //! A server is a [`Server`]: how to start one (optionally with one allowed login), its URL, and

@@ -1,5 +1,5 @@
 //! The SDK client's interop suite run against the in-process simulator: the same checks as
-//! `vsphere-client/tests/interop_vcsim.rs` runs against govmomi's vcsim, from
+//! `test-support/tests/interop_vcsim.rs` runs against govmomi's vcsim, from
 //! `test_support::suite` (connect and release negotiation, a bad password as a typed
 //! `InvalidLogin`, the finder, container and list views with paging, `WaitForUpdatesEx` on a
 //! private collector, tasks with progress and typed faults, First Class Disks with attachment,

@@ -3,7 +3,7 @@
 //! request, in one run. Timed by the binary itself.
 //!
 //! ```text
-//! cargo bench -p vsphere-client --bench list_vms -- [--vms 10000] [--repeat 3] [--url URL | --sim]
+//! cargo bench -p test-support --bench list_vms -- [--vms 10000] [--repeat 3] [--url URL | --sim]
 //! ```
 //!
 //! The server is `vcsim -vms N` (govmomi's simulator, `GOVMOMI_VCSIM` or
