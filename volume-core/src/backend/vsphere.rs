@@ -548,15 +548,7 @@ impl FcdBackend {
                 node,
             });
         }
-        let (snap_id, _) = self
-            .fcd_snapshots(&f)
-            .await?
-            .into_iter()
-            .find(|(_, s)| s.name == name)
-            .ok_or_else(|| Error::UnknownSnapshot {
-                id: id.clone(),
-                snapshot: name.to_owned(),
-            })?;
+        let snap_id = self.snapshot_id(&f, name).await?;
         let call = self.manager.revert_v_storage_object_task(
             &*self.client,
             &Self::id_of(id),
@@ -607,6 +599,19 @@ impl FcdBackend {
                 Some((id, Self::snapshot_of(f, &s.description)))
             })
             .collect())
+    }
+
+    /// The id of the disk's snapshot named `name`, or [`Error::UnknownSnapshot`].
+    async fn snapshot_id(&self, f: &Fcd, name: &str) -> Result<ID> {
+        self.fcd_snapshots(f)
+            .await?
+            .into_iter()
+            .find(|(_, s)| s.name == name)
+            .map(|(snap_id, _)| snap_id)
+            .ok_or_else(|| Error::UnknownSnapshot {
+                id: f.id.clone(),
+                snapshot: name.to_owned(),
+            })
     }
 
     /// The First Class Disk named `name` on `ds`, if any.
@@ -1571,15 +1576,7 @@ impl Backend for FcdBackend {
                 self.run(call).await
             }
             Some(name) => {
-                let (snap_id, _) = self
-                    .fcd_snapshots(&src)
-                    .await?
-                    .into_iter()
-                    .find(|(_, s)| &s.name == name)
-                    .ok_or_else(|| Error::UnknownSnapshot {
-                        id: src_id.clone(),
-                        snapshot: name.clone(),
-                    })?;
+                let snap_id = self.snapshot_id(&src, name).await?;
                 let call = self.manager.create_disk_from_snapshot_task(
                     &*self.client,
                     &Self::id_of(src_id),
