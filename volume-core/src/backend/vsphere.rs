@@ -192,7 +192,7 @@ fn datastore_usable(accessible: Option<bool>, maintenance: Option<&str>) -> bool
 }
 
 /// Wraps a client error as [`Error::Remote`].
-fn remote(op: &'static str, e: ClientError) -> Error {
+pub(crate) fn remote(op: &'static str, e: ClientError) -> Error {
     Error::Remote {
         op,
         source: Box::new(e) as BoxedSource,
@@ -297,8 +297,43 @@ fn is_in_use(e: &ClientError) -> bool {
         .any(|f| e.is_fault(f))
 }
 
-fn is_missing(e: &ClientError) -> bool {
+/// Whether a fault says that the disk (or its file) does not exist.
+pub(crate) fn is_missing(e: &ClientError) -> bool {
     e.is_fault("NotFound") || e.is_fault("InvalidArgument") || e.is_fault("FileNotFound")
+}
+
+/// The server's `VStorageObjectManager` and the datastores the pools name (by name or
+/// inventory path), resolved through the client's finder, in order; at least one pool.
+pub(crate) async fn resolve_pools(
+    client: &Client,
+    pools: impl IntoIterator<Item = PoolId>,
+) -> Result<(
+    VcenterVStorageObjectManager,
+    Vec<(PoolId, ManagedObjectReference)>,
+)> {
+    let manager = client
+        .disks()
+        .map_err(|_| Error::Unsupported {
+            feature: "First Class Disks on a server without a VStorageObjectManager",
+        })?
+        .mo()
+        .clone();
+    let wanted: Vec<PoolId> = pools.into_iter().collect();
+    if wanted.is_empty() {
+        return Err(Error::invalid("pools", "name at least one datastore"));
+    }
+    let finder = client
+        .finder()
+        .await
+        .map_err(|e| remote("finder (inventory)", e))?;
+    let mut resolved = Vec::with_capacity(wanted.len());
+    for p in wanted {
+        let ds = finder
+            .one("datastore", &["Datastore"], Some(p.as_str()), None)
+            .map_err(|_| Error::UnknownPool { pool: p.clone() })?;
+        resolved.push((p, ds.reference.clone()));
+    }
+    Ok((manager, resolved))
 }
 
 impl FcdBackend {
@@ -310,28 +345,8 @@ impl FcdBackend {
         client: Arc<Client>,
         pools: impl IntoIterator<Item = PoolId>,
     ) -> Result<Self> {
-        let manager = client
-            .disks()
-            .map_err(|_| Error::Unsupported {
-                feature: "First Class Disks on a server without a VStorageObjectManager",
-            })?
-            .mo()
-            .clone();
-        let wanted: Vec<PoolId> = pools.into_iter().collect();
-        if wanted.is_empty() {
-            return Err(Error::invalid("pools", "name at least one datastore"));
-        }
-        let finder = client
-            .finder()
-            .await
-            .map_err(|e| remote("finder (inventory)", e))?;
-        let mut pools = HashMap::new();
-        for p in wanted {
-            let ds = finder
-                .one("datastore", &["Datastore"], Some(p.as_str()), None)
-                .map_err(|_| Error::UnknownPool { pool: p.clone() })?;
-            pools.insert(p, ds.reference.clone());
-        }
+        let (manager, pools) = resolve_pools(&client, pools).await?;
+        let pools: HashMap<PoolId, ManagedObjectReference> = pools.into_iter().collect();
         let probe_ds = pools.values().next().cloned().expect("at least one pool");
         let probe_id = ID {
             id: "volume-core-capability-probe".to_owned(),

@@ -56,29 +56,18 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use serde::Deserialize;
 use tokio::sync::Mutex as AsyncMutex;
-use vsphere_client::Error as ClientError;
 use vsphere_client::client::{Client, TaskWaiter};
 use vsphere_client::codec::ManagedObjectReference;
 use vsphere_client::mo::VcenterVStorageObjectManager;
 use vsphere_client::types::{ID, KeyValue};
 
 use super::{Store, Table};
-use crate::error::{BoxedSource, Error, Result};
+use crate::backend::vsphere::{is_missing, remote, resolve_pools};
+use crate::error::{Error, Result};
 use crate::model::{Epoch, PoolId, VolumeId};
 
 /// The metadata key prefix of the journal's entries.
 pub const KEY_PREFIX: &str = "volume-core.journal.";
-
-fn remote(op: &'static str, e: ClientError) -> Error {
-    Error::Remote {
-        op,
-        source: Box::new(e) as BoxedSource,
-    }
-}
-
-fn is_missing(e: &ClientError) -> bool {
-    e.is_fault("NotFound") || e.is_fault("InvalidArgument") || e.is_fault("FileNotFound")
-}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -225,29 +214,9 @@ impl VcenterStore {
         pools: impl IntoIterator<Item = PoolId>,
         local: Arc<dyn Store>,
     ) -> Result<Self> {
-        let manager = client
-            .disks()
-            .map_err(|_| Error::Unsupported {
-                feature: "First Class Disks on a server without a VStorageObjectManager",
-            })?
-            .mo()
-            .clone();
-        let finder = client
-            .finder()
-            .await
-            .map_err(|e| remote("finder (inventory)", e))?;
-        let mut datastores = Vec::new();
-        for p in pools {
-            let ds = finder
-                .one("datastore", &["Datastore"], Some(p.as_str()), None)
-                .map_err(|_| Error::UnknownPool { pool: p.clone() })?;
-            datastores.push(ds.reference.clone());
-        }
-        if datastores.is_empty() {
-            return Err(Error::invalid("pools", "name at least one datastore"));
-        }
-        // The task filter is made now: a collector made while a task runs reports that task
-        // in its initial report, which the waiter skips.
+        let (manager, pools) = resolve_pools(&client, pools).await?;
+        let datastores: Vec<ManagedObjectReference> = pools.into_iter().map(|(_, ds)| ds).collect();
+        // The task filter is made now, so that the first metadata update does not pay for it.
         let tasks = TaskWaiter::new();
         tasks.prepare(&client).await;
         Ok(Self {
